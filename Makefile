@@ -1,0 +1,31 @@
+# `make run` and `make test` both create .venv and install on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# CPU build by default (see constraints.txt); GPU users override TORCH, see README.
+TORCH  ?= torch==2.13.0
+ADDRESS ?= 127.0.0.1
+PORT    ?= 8501
+
+.PHONY: install run test bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) --browser.gatherUsageStats false
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/cpu_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

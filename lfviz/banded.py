@@ -1,0 +1,152 @@
+"""Fast Longformer attention: blocked band + global columns, dilation by residue classes.
+
+Checked for equality against `reference.reference_attention` (tests/test_banded.py).
+
+How it works:
+- Queries are cut into blocks of B rows; block b sees keys [b*B - w, b*B + B + w), a window of L = B + 2w keys
+  (an `unfold` of the padded keys). Scores (B, L) per block are one batched matmul; cells outside the band
+  (relative offset beyond w) or at padding/global keys are masked. The global keys are appended to every
+  block as G extra columns, so one softmax covers band + globals exactly as Longformer defines it.
+- The band layout (W + 1 columns) is a strided view of the block scores: cell (r, c) is block cell (r, r + c).
+- Dilation d: key i + k*d for |k| <= w is the undilated band of the residue class i mod d. The sequence is
+  regrouped into d interleaved subsequences of length ceil(n/d), run undilated, and put back in order.
+- Global rows (few) are computed densely with the global projections and overwrite their local output.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .config import LayerSpec
+from .layout import AttentionWeights
+
+
+def _block_size(w: int, m: int) -> int:
+    # Small blocks waste less of the (B + 2w) key window; too small and the batched matmuls get inefficient.
+    b = 64 if w >= 64 else max(16, w)
+    return max(1, min(b, m))
+
+
+def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | None = None):
+    """Undilated band + global columns for a batch of sequences.
+
+    q, k, v: (Bt, h, m, hd), q already scaled;  key_ok: (Bt, m) bool, keys allowed in the band;
+    gk, gv: (h, G, hd) local-projection keys/values of the global tokens (G may be 0).
+    Returns out (Bt, h, m, hd) and, if need_weights, band (Bt, h, m, 2w + 1) and to_global (Bt, h, m, G).
+    """
+    Bt, h, m, hd = q.shape
+    w_full = w
+    w = min(w, m - 1)  # offsets beyond m - 1 never hit a key; pad those band columns at the end
+    B = block or _block_size(w, m)
+    nb = -(-m // B)
+    mp = nb * B
+    L = B + 2 * w
+    G = gk.shape[1]
+
+    qb = F.pad(q, (0, 0, 0, mp - m)).view(Bt, h, nb, B, hd)
+    kw = F.pad(k, (0, 0, w, mp - m + w)).unfold(2, L, B)  # (Bt, h, nb, hd, L)
+    vw = F.pad(v, (0, 0, w, mp - m + w)).unfold(2, L, B).transpose(-1, -2)  # (Bt, h, nb, L, hd)
+    ok = F.pad(key_ok, (w, mp - m + w), value=False).unfold(1, L, B)  # (Bt, nb, L)
+    r = torch.arange(B, device=q.device).view(B, 1)
+    c = torch.arange(L, device=q.device).view(1, L)
+    rel = (c >= r) & (c <= r + 2 * w)  # (B, L): key offset c - r - w within [-w, w]
+    allowed = rel.view(1, 1, B, L) & ok.view(Bt, nb, 1, L)  # (Bt, nb, B, L)
+    if G:
+        kw = torch.cat([kw, gk.transpose(-1, -2).view(1, h, 1, hd, G).expand(Bt, h, nb, hd, G)], dim=-1)
+        vw = torch.cat([vw, gv.view(1, h, 1, G, hd).expand(Bt, h, nb, G, hd)], dim=-2)
+        allowed = torch.cat([allowed, allowed.new_ones(Bt, nb, B, G)], dim=-1)
+
+    scores = torch.matmul(qb, kw).float()  # (Bt, h, nb, B, L + G), fp32 for the softmax
+    # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
+    scores.masked_fill_(~allowed.unsqueeze(1), torch.finfo(torch.float32).min)
+    probs = torch.softmax(scores, dim=-1)
+    del scores
+    out = torch.matmul(probs.to(v.dtype), vw).view(Bt, h, mp, hd)[:, :, :m]
+    if not need_weights:
+        return out, None, None
+    s = probs.stride()
+    band = probs.as_strided((Bt, h, nb, B, 2 * w + 1), (s[0], s[1], s[2], s[3] + 1, 1), probs.storage_offset())
+    band = band.reshape(Bt, h, mp, 2 * w + 1)[:, :, :m]
+    if w < w_full:
+        band = F.pad(band, (w_full - w, w_full - w))
+    to_global = probs[..., L:].reshape(Bt, h, mp, G)[:, :, :m]
+    return out, band, to_global
+
+
+def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None):
+    """Band attention with dilation d for heads (h, n, hd): each residue class i mod d is an undilated band."""
+    h, n, hd = q.shape
+    if d == 1:
+        out, band, tog = _band_core(q[None], k[None], v[None], key_ok[None], w, gk, gv, need_weights, block)
+        return out[0], (band[0] if need_weights else None), (tog[0] if need_weights else None)
+    m = -(-n // d)
+    pad = m * d - n
+
+    def split(x):  # (h, n, hd) -> (d, h, m, hd); position t*d + r -> [r, :, t]
+        return F.pad(x, (0, 0, 0, pad)).view(h, m, d, -1).permute(2, 0, 1, 3)
+
+    def merge(x):  # (d, h, m, c) -> (h, n, c)
+        return x.permute(1, 2, 0, 3).reshape(h, m * d, -1)[:, :n]
+
+    ok = F.pad(key_ok, (0, pad), value=False).view(m, d).t()  # (d, m)
+    out, band, tog = _band_core(split(q), split(k), split(v), ok, w, gk, gv, need_weights, block)
+    if not need_weights:
+        return merge(out), None, None
+    return merge(out), merge(band), merge(tog)
+
+
+def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=None, kg=None, vg=None,
+                     need_weights: bool = False, block: int | None = None):
+    """Longformer attention for one layer.
+
+    q, k, v:  (H, n, hd) local projections of every position.
+    qg:       (H, G, hd) global query projections of the global tokens only (G ascending positions);
+    kg, vg:   (H, n, hd) global key/value projections of every position. All three None when G == 0.
+    valid:    (n,) bool, False at padding (None: no padding).
+    Returns out (H, n, hd) and, if need_weights, AttentionWeights (fp32) else None.
+    """
+    H, n, hd = q.shape
+    scale = 1.0 / math.sqrt(hd)
+    dev = q.device
+    g_idx = torch.tensor(global_tokens, dtype=torch.long, device=dev)
+    G = len(global_tokens)
+    is_global = torch.zeros(n, dtype=torch.bool, device=dev)
+    is_global[g_idx] = True
+    valid = torch.ones(n, dtype=torch.bool, device=dev) if valid is None else valid.to(dev, torch.bool)
+    band_ok = valid & ~is_global
+    qs = q * scale
+    gk, gv = k[:, g_idx], v[:, g_idx]  # (H, G, hd): non-global rows see global keys through local projections
+
+    w = spec.one_sided
+    dilations = sorted(set(spec.dilation))
+    if len(dilations) == 1:
+        out, band, tog = _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block)
+    else:  # heads grouped by dilation
+        out = q.new_empty(H, n, hd)
+        band = torch.zeros(H, n, 2 * w + 1, device=dev) if need_weights else None
+        tog = torch.zeros(H, n, G, device=dev) if need_weights else None
+        for d in dilations:
+            heads = torch.tensor([i for i, x in enumerate(spec.dilation) if x == d], device=dev)
+            o, b, t = _dilated(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads],
+                               need_weights, block)
+            out[heads] = o
+            if need_weights:
+                band[heads], tog[heads] = b, t
+
+    from_global = None
+    if G:
+        s = (qg * scale).float() @ kg.float().transpose(-1, -2)  # (H, G, n)
+        s = s.masked_fill(~valid.view(1, 1, n), float("-inf"))
+        from_global = torch.softmax(s, dim=-1)
+        out = out.clone() if out.requires_grad else out
+        out[:, g_idx] = (from_global.to(vg.dtype) @ vg).to(out.dtype)
+    if not need_weights:
+        return out, None
+    silent = is_global | ~valid  # rows that hold no band / to_global weights
+    band = band.float().masked_fill(silent.view(1, n, 1), 0.0)
+    tog = tog.float().masked_fill(silent.view(1, n, 1), 0.0)
+    if from_global is None:
+        from_global = band.new_zeros(H, 0, n)
+    return out, AttentionWeights(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens))
