@@ -25,16 +25,20 @@ from .layout import AttentionWeights
 
 def _block_size(w: int, m: int) -> int:
     # Small blocks waste less of the (B + 2w) key window; too small and the batched matmuls get inefficient.
-    b = 64 if w >= 64 else max(16, w)
+    b = min(128, max(16, w // 2))
     return max(1, min(b, m))
 
 
-def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | None = None):
+def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | None = None,
+               chunk_bytes: int = 4 << 20):
     """Undilated band + global columns for a batch of sequences.
 
     q, k, v: (Bt, h, m, hd), q already scaled;  key_ok: (Bt, m) bool, keys allowed in the band;
     gk, gv: (h, G, hd) local-projection keys/values of the global tokens (G may be 0).
     Returns out (Bt, h, m, hd) and, if need_weights, band (Bt, h, m, 2w + 1) and to_global (Bt, h, m, G).
+
+    Blocks are processed a few MB of scores at a time: the working set stays in cache and the temporaries
+    reuse the same memory instead of faulting in fresh pages for every layer.
     """
     Bt, h, m, hd = q.shape
     w_full = w
@@ -44,35 +48,52 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
     mp = nb * B
     L = B + 2 * w
     G = gk.shape[1]
+    dev = q.device
 
     qb = F.pad(q, (0, 0, 0, mp - m)).view(Bt, h, nb, B, hd)
-    kw = F.pad(k, (0, 0, w, mp - m + w)).unfold(2, L, B)  # (Bt, h, nb, hd, L)
-    vw = F.pad(v, (0, 0, w, mp - m + w)).unfold(2, L, B).transpose(-1, -2)  # (Bt, h, nb, L, hd)
-    ok = F.pad(key_ok, (w, mp - m + w), value=False).unfold(1, L, B)  # (Bt, nb, L)
-    r = torch.arange(B, device=q.device).view(B, 1)
-    c = torch.arange(L, device=q.device).view(1, L)
-    rel = (c >= r) & (c <= r + 2 * w)  # (B, L): key offset c - r - w within [-w, w]
-    allowed = rel.view(1, 1, B, L) & ok.view(Bt, nb, 1, L)  # (Bt, nb, B, L)
-    if G:
-        kw = torch.cat([kw, gk.transpose(-1, -2).view(1, h, 1, hd, G).expand(Bt, h, nb, hd, G)], dim=-1)
-        vw = torch.cat([vw, gv.view(1, h, 1, G, hd).expand(Bt, h, nb, G, hd)], dim=-2)
-        allowed = torch.cat([allowed, allowed.new_ones(Bt, nb, B, G)], dim=-1)
+    kp = F.pad(k, (0, 0, w, mp - m + w))  # (Bt, h, mp + 2w, hd): block b's keys start at row b * B
+    vp = F.pad(v, (0, 0, w, mp - m + w))
+    okp = F.pad(key_ok, (w, mp - m + w), value=False)  # (Bt, mp + 2w)
+    r = torch.arange(B, device=dev).view(B, 1)
+    c = torch.arange(L, device=dev).view(1, L)
+    outside = (c < r) | (c > r + 2 * w)  # (B, L): key offset c - r - w beyond [-w, w]
 
-    scores = torch.matmul(qb, kw).float()  # (Bt, h, nb, B, L + G), fp32 for the softmax
-    # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
-    scores.masked_fill_(~allowed.unsqueeze(1), torch.finfo(torch.float32).min)
-    probs = torch.softmax(scores, dim=-1)
-    del scores
-    out = torch.matmul(probs.to(v.dtype), vw).view(Bt, h, mp, hd)[:, :, :m]
+    cb = max(1, min(nb, chunk_bytes // max(1, Bt * h * B * (L + G) * 4)))  # blocks per chunk
+    kbuf = q.new_empty(Bt, h, cb, L + G, hd)  # key window + the G global keys, reused by every chunk
+    vbuf = q.new_empty(Bt, h, cb, L + G, hd)
+    if G:
+        kbuf[..., L:, :] = gk.view(1, h, 1, G, hd)
+        vbuf[..., L:, :] = gv.view(1, h, 1, G, hd)
+    out = q.new_empty(Bt, h, nb, B, hd)
+    band = torch.empty(Bt, h, nb, B, 2 * w + 1, device=dev) if need_weights else None
+    to_global = torch.empty(Bt, h, nb, B, G, device=dev) if need_weights else None
+    fmin = torch.finfo(torch.float32).min
+    for c0 in range(0, nb, cb):
+        c1 = min(nb, c0 + cb)
+        nc = c1 - c0
+        rows = slice(c0 * B, (c1 - 1) * B + L)
+        kc, vc = kbuf[:, :, :nc], vbuf[:, :, :nc]
+        kc[..., :L, :] = kp[:, :, rows].unfold(2, L, B).transpose(-1, -2)  # (Bt, h, nc, L, hd)
+        vc[..., :L, :] = vp[:, :, rows].unfold(2, L, B).transpose(-1, -2)
+        masked = outside.view(1, 1, B, L) | ~okp[:, rows].unfold(1, L, B).view(Bt, nc, 1, L)  # (Bt, nc, B, L)
+        scores = torch.matmul(qb[:, :, c0:c1], kc.transpose(-1, -2)).float()  # (Bt, h, nc, B, L + G)
+        # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
+        scores[..., :L].masked_fill_(masked.unsqueeze(1), fmin)
+        probs = torch.softmax(scores, dim=-1)
+        del scores
+        out[:, :, c0:c1] = torch.matmul(probs.to(v.dtype), vc)
+        if need_weights:
+            s = probs.stride()  # band cell (r, c) is window cell (r, r + c)
+            band[:, :, c0:c1] = probs.as_strided((Bt, h, nc, B, 2 * w + 1), (s[0], s[1], s[2], s[3] + 1, 1),
+                                                 probs.storage_offset())
+            to_global[:, :, c0:c1] = probs[..., L:]
+    out = out.view(Bt, h, mp, hd)[:, :, :m]
     if not need_weights:
         return out, None, None
-    s = probs.stride()
-    band = probs.as_strided((Bt, h, nb, B, 2 * w + 1), (s[0], s[1], s[2], s[3] + 1, 1), probs.storage_offset())
-    band = band.reshape(Bt, h, mp, 2 * w + 1)[:, :, :m]
+    band = band.view(Bt, h, mp, 2 * w + 1)[:, :, :m]
     if w < w_full:
         band = F.pad(band, (w_full - w, w_full - w))
-    to_global = probs[..., L:].reshape(Bt, h, mp, G)[:, :, :m]
-    return out, band, to_global
+    return out, band, to_global.view(Bt, h, mp, G)[:, :, :m]
 
 
 def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None):
@@ -145,8 +166,10 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     if not need_weights:
         return out, None
     silent = is_global | ~valid  # rows that hold no band / to_global weights
-    band = band.float().masked_fill(silent.view(1, n, 1), 0.0)
-    tog = tog.float().masked_fill(silent.view(1, n, 1), 0.0)
+    band, tog = band.float(), tog.float()  # fresh tensors from the kernel: zero the silent rows in place
+    silent_rows = silent.nonzero().flatten()
+    band[:, silent_rows] = 0.0
+    tog[:, silent_rows] = 0.0
     if from_global is None:
         from_global = band.new_zeros(H, 0, n)
     return out, AttentionWeights(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens))
