@@ -30,3 +30,23 @@ def reference_attention(q, k, v, qg, kg, vg, spec: LayerSpec, global_tokens=(), 
     probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # fully masked (padding) rows -> 0
     out = torch.where(is_global.view(1, n, 1), probs @ vg.to(f32), probs @ v.to(f32))
     return out.to(q.dtype), probs
+
+
+def reference_encoder_forward(encoder, input_ids, specs, global_tokens=(), valid=None):
+    """Whole-model plain path: `encoder`'s own weights, every attention layer via `reference_attention`.
+
+    Returns the last hidden state (n, D) and the dense probabilities of each layer, each (H, n, n).
+    """
+    hidden = encoder.embeddings(input_ids=input_ids.view(1, -1))[0]
+    all_probs = []
+    for layer, spec in zip(encoder.layers, specs):
+        att = layer.attention
+        proj = {name: att._heads(getattr(att, name)(hidden))
+                for name in ("query", "key", "value", "query_global", "key_global", "value_global")}
+        out, probs = reference_attention(proj["query"], proj["key"], proj["value"], proj["query_global"],
+                                         proj["key_global"], proj["value_global"], spec, global_tokens, valid)
+        context = out.transpose(0, 1).reshape(hidden.shape)
+        attn = layer.attention_output(context, hidden)
+        hidden = layer.output(layer.intermediate(attn), attn)
+        all_probs.append(probs)
+    return hidden, all_probs

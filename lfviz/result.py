@@ -42,7 +42,7 @@ class RunResult:
     def save(self, path: str | Path) -> Path:
         """Write tensors + metadata (config, model id, tokens, predictions) to one .safetensors file."""
         tensors = {"input_ids": torch.tensor(self.input_ids, dtype=torch.long),
-                   "last_hidden_state": self.last_hidden_state.detach().cpu().contiguous()}
+                   "last_hidden_state": self.last_hidden_state.detach().cpu().clone()}  # may share storage with hidden_states[-1]
         layers = {}
         for l, w in self.capture.layers.items():
             tensors[f"layer.{l}.band"] = w.band.detach().cpu().contiguous()

@@ -1,0 +1,39 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LongformerConfig
+
+import lfviz
+from lfviz.loading import embedded_model_dir
+
+
+def tiny_config(**kw) -> LongformerConfig:
+    """HF's test-sized Longformer: hidden 32, 2 layers, 4 heads."""
+    base = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                max_position_embeddings=514, attention_window=8, pad_token_id=1, type_vocab_size=1,
+                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    base.update(kw)
+    return LongformerConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    return lfviz.load_runner("embedded", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer():
+    return AutoTokenizer.from_pretrained(embedded_model_dir())
+
+
+def save_tiny(model_cls, path, tokenizer, **cfg):
+    torch.manual_seed(0)
+    model = model_cls(tiny_config(**cfg)).eval()
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path

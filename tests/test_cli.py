@@ -1,0 +1,38 @@
+import subprocess
+import sys
+
+import lfviz
+from lfviz.cli import main
+
+
+def test_capture_end_to_end(tmp_path, capsys):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("The window slides over the text. Global tokens read all of it.", encoding="utf-8")
+    out = tmp_path / "run.safetensors"
+    rc = main(["capture", "--model", "embedded", "--window", "8", "--dilation", "1;1;2;2;1;1", "--global", "0",
+               "--query", "sliding window", str(doc), "-o", str(out), "--layers", "0,2", "--device", "cpu"])
+    assert rc == 0
+    res = lfviz.load_result(out)
+    assert res.config == lfviz.AttentionConfig(window=8, dilation=[1, 1, 2, 2, 1, 1], global_tokens=(0,))
+    assert res.capture.captured_layers == [0, 2] and res.capture.band(2).shape[-1] == 9
+    assert "sliding window" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_with_a_message(tmp_path, capsys):
+    doc = tmp_path / "doc.txt"
+    doc.write_bytes(b"\xff\xfe\x00binary")
+    assert main(["capture", str(doc), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    doc.write_text("fine text")
+    assert main(["capture", "--window", "7", str(doc), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert "must be even" in capsys.readouterr().err
+
+
+def test_console_script(tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Short document for the command line.")
+    out = tmp_path / "run.safetensors"
+    proc = subprocess.run([sys.executable, "-m", "lfviz.cli", "capture", "--window", "256", "--dilation", "1",
+                           "--global", "0", str(doc), "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists() and "embedded" in proc.stdout

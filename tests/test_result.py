@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+import lfviz
+
+DOC = "Global tokens see everything; the rest see a window. " * 3
+
+
+def test_save_load_exact_round_trip(embedded, tmp_path):
+    cfg = lfviz.AttentionConfig(window=[8, 8, 16, 16, 4, 4], dilation=[1, 1, 2, 2, [1] * 6 + [3] * 6, 1],
+                                global_tokens=(0, 4))
+    res = embedded.run(DOC, config=cfg, queries=["windows", "budget"], output_hidden_states=True)
+    path = res.save(tmp_path / "run.safetensors")
+    back = lfviz.load_result(path)
+    assert back.config == cfg and back.model_id == "embedded"
+    assert back.tokens == res.tokens and back.input_ids == res.input_ids and back.offsets == res.offsets
+    assert back.text == DOC
+    assert torch.equal(back.last_hidden_state, res.last_hidden_state)
+    assert len(back.hidden_states) == 7 and all(torch.equal(a, b) for a, b in zip(back.hidden_states, res.hidden_states))
+    assert back.capture.captured_layers == res.capture.captured_layers
+    for layer in res.capture.captured_layers:
+        a, b = res.capture.weights(layer), back.capture.weights(layer)
+        assert torch.equal(a.band, b.band) and torch.equal(a.to_global, b.to_global)
+        assert torch.equal(a.from_global, b.from_global)
+        assert a.dilation == b.dilation and a.global_tokens == b.global_tokens
+    assert back.predictions == res.predictions
+
+
+def test_fp16_and_partial_capture_round_trip(embedded, tmp_path):
+    res = embedded.run(DOC, capture_layers=[2], capture_dtype=torch.float16)
+    back = lfviz.load_result(res.save(tmp_path / "r.safetensors"))
+    assert back.capture.captured_layers == [2] and back.capture.band(2).dtype == torch.float16
+    assert torch.equal(back.capture.band(2), res.capture.band(2))
+
+
+def test_corrupt_truncated_and_foreign_files(embedded, tmp_path):
+    good = embedded.run(DOC).save(tmp_path / "good.safetensors")
+    data = good.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="export the run again"):
+        lfviz.load_result(tmp_path / "cut.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="not a readable"):
+        lfviz.load_result(tmp_path / "junk.safetensors")
+    from safetensors.torch import save_file
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not an lfviz run export"):
+        lfviz.load_result(tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="no such file"):
+        lfviz.load_result(tmp_path / "missing.safetensors")
