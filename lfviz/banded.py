@@ -161,7 +161,6 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
         s = (qg * scale).float() @ kg.float().transpose(-1, -2)  # (H, G, n)
         s = s.masked_fill(~valid.view(1, 1, n), float("-inf"))
         from_global = torch.softmax(s, dim=-1)
-        out = out.clone() if out.requires_grad else out
         out[:, g_idx] = (from_global.to(vg.dtype) @ vg).to(out.dtype)
     if not need_weights:
         return out, None

@@ -23,6 +23,15 @@ def _as_tuple(x):
     return x
 
 
+def _per_layer(value, num_layers: int, name: str, hint: str) -> tuple:
+    """A per-layer tuple from an int (same for all layers) or a list that must have one entry per layer."""
+    if not isinstance(value, tuple):
+        return (value,) * num_layers
+    if len(value) != num_layers:
+        raise ValueError(f"{name} has {len(value)} entries but the model has {num_layers} layers: give {hint}")
+    return value
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """Resolved attention settings of one layer."""
@@ -93,24 +102,10 @@ class AttentionConfig:
     # -- validation against a model and an input ---------------------------------------------------------------
     def resolve(self, num_layers: int, num_heads: int) -> tuple[LayerSpec, ...]:
         """One LayerSpec per layer, checking list lengths against the model."""
-        if isinstance(self.window, tuple):
-            if len(self.window) != num_layers:
-                raise ValueError(
-                    f"window has {len(self.window)} entries but the model has {num_layers} layers: "
-                    f"give one window per layer or a single int"
-                )
-            windows = self.window
-        else:
-            windows = (self.window,) * num_layers
-        if isinstance(self.dilation, tuple):
-            if len(self.dilation) != num_layers:
-                raise ValueError(
-                    f"dilation has {len(self.dilation)} entries but the model has {num_layers} layers: "
-                    f"give one entry per layer (an int, or a list of {num_heads} ints for its heads) or a single int"
-                )
-            per_layer = self.dilation
-        else:
-            per_layer = (self.dilation,) * num_layers
+        windows = _per_layer(self.window, num_layers, "window", "one window per layer or a single int")
+        per_layer = _per_layer(self.dilation, num_layers, "dilation",
+                               f"one entry per layer (an int, or a list of {num_heads} ints for its heads) "
+                               f"or a single int")
         specs = []
         for layer, (w, d) in enumerate(zip(windows, per_layer)):
             if isinstance(d, tuple):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from . import heads
-from .capture import capture_attention
+from .capture import Capture, capture_attention
 from .config import AttentionConfig
 from .encoder import LongformerEncoder
 from .result import RunResult
@@ -129,8 +129,6 @@ class Runner:
                                        output_hidden_states=output_hidden_states)
                 captured = session.capture
             else:
-                from .capture import Capture
-
                 out = self.encoder(ids, specs, global_tokens, token_type_ids=tt,
                                    output_hidden_states=output_hidden_states)
                 captured = Capture()
