@@ -7,20 +7,7 @@ from pathlib import Path
 
 import torch
 
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-
-
-def _per_layer(text: str):
-    """'512' -> 512; '256,512' -> [256, 512]; dilation per head: '1;1;2,2,1,1' (layers split by ';')."""
-    if ";" in text:
-        return [(_ints(part) if "," in part else int(part)) for part in text.split(";")]
-    vals = _ints(text)
-    return vals[0] if len(vals) == 1 else vals
+from .textspec import parse_dilation, parse_positions, parse_window
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,11 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--window", default="512", help="two-sided window: one int, or one per layer: 256,256,512")
     cap.add_argument("--dilation", default="1",
                      help="one int, one per layer (1,1,2), or per layer/head with ';' between layers")
-    cap.add_argument("--global", dest="global_tokens", default="", type=_ints,
+    cap.add_argument("--global", dest="global_tokens", default="",
                      help="comma-separated token positions with global attention, e.g. 0")
     cap.add_argument("--query", action="append", default=[], help="query to rank against (similarity models)")
     cap.add_argument("--question", default=None, help="question asked of the text (QA models)")
-    cap.add_argument("--layers", default=None, type=_ints, help="capture only these layers, e.g. 0,5")
+    cap.add_argument("--layers", default=None, help="capture only these layers, e.g. 0,5")
     cap.add_argument("--fp16", action="store_true", help="store captured attention in float16")
     cap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     cap.add_argument("--max-tokens", type=int, default=4096, help="embedded model positions: 4096 or 16384")
@@ -59,13 +46,14 @@ def main(argv=None) -> int:
                 text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 raise ValueError(f"{path} is not UTF-8 text: save it as UTF-8 and try again")
-        config = lfviz.AttentionConfig(window=_per_layer(args.window), dilation=_per_layer(args.dilation),
-                                       global_tokens=tuple(args.global_tokens))
+        config = lfviz.AttentionConfig(window=parse_window(args.window), dilation=parse_dilation(args.dilation),
+                                       global_tokens=parse_positions(args.global_tokens))
+        layers = list(parse_positions(args.layers)) if args.layers else None
         runner = lfviz.load_runner(args.model, device=args.device, max_tokens=args.max_tokens)
         res = runner.run(text, config=config, queries=args.query, question=args.question,
-                         capture_layers=args.layers, capture_dtype=torch.float16 if args.fp16 else torch.float32)
+                         capture_layers=layers, capture_dtype=torch.float16 if args.fp16 else torch.float32)
         out = res.save(args.output)
-    except (ValueError, KeyError, argparse.ArgumentTypeError) as e:
+    except (ValueError, KeyError) as e:
         print(f"lfviz: error: {e}", file=sys.stderr)
         return 2
     for w in res.warnings:

@@ -1,19 +1,92 @@
-"""Document page: the model, the text, and what Longformer attention is. (More pages: next issue.)"""
+"""Document (home): model, document, token count, configuration, and what Longformer attention is."""
 import streamlit as st
 
-from lfviz.app_state import get_runner
+from lfviz import app_state
+from lfviz.samples import list_samples
+from lfviz.textspec import config_to_text
 
+ss = st.session_state
 st.title("lfviz: see Longformer attention")
 st.markdown(
-    "Longformer lets each token attend to a sliding **window** of its neighbours (optionally **dilated**: every "
-    "d-th neighbour) and gives a few **global** tokens attention to and from everything, so cost grows linearly "
-    "with length and documents of 4,096-16,384 tokens fit where BERT stops at 512."
+    "**Longformer** (Beltagy, Peters & Cohan, 2020) replaces full self-attention with a **sliding window**: "
+    "each token attends to `W/2` neighbours on each side (optionally **dilated**, every d-th neighbour, to "
+    "reach d times as far with the same cost), and a few **global** tokens (the first token, a question) "
+    "attend to everything while everything attends to them. Cost grows linearly with length, so documents "
+    "of 4,096-16,384 tokens fit where BERT stops at 512. Pick a document, set window, dilation and global "
+    "tokens in the sidebar, and open the other pages to see what the model attends to and how it changes "
+    "the predictions."
 )
-runner = get_runner("embedded")
-st.info(runner.description)
-text = st.text_area("Document", "Paste a long document here.", key="doc_text", height=200)
-if text.strip():
-    ids = runner.tokenize(text).input_ids
-    st.metric("Tokens", len(ids))
-else:
-    st.warning("The document is empty: paste some text to see its tokens.")
+
+left, right = st.columns([2, 1])
+with right:
+    st.subheader("Model")
+    choices = list(app_state.MODEL_CHOICES) + ["custom"]
+    current = ss["model"] if ss["model"] in app_state.MODEL_CHOICES else "custom"
+    choice = st.selectbox("Model", choices, index=choices.index(current), key="model_choice",
+                          format_func=lambda k: app_state.MODEL_CHOICES.get(k, "Hub id or local folder..."))
+    if choice == "custom":
+        path = st.text_input("Hub id or local folder", value="" if current != "custom" else ss["model"],
+                             key="model_path", placeholder="allenai/longformer-base-4096 or /path/to/folder")
+        if st.button("Load", key="model_load") and path.strip():
+            previous = ss["model"]
+            try:
+                app_state.get_runner(path.strip())
+                ss["model"] = path.strip()
+            except ValueError as e:
+                ss["model"] = previous
+                st.error(f"{e}")
+    elif choice != ss["model"]:
+        ss["model"] = choice
+    runner = app_state.current_runner()
+    if runner is not None:
+        st.info(runner.description)
+
+    st.subheader("Sample")
+    samples = {s.id: s for s in list_samples()}
+    ids = list(samples) + ["custom"]
+    st.selectbox("Sample document", ids, index=ids.index(ss["sample"]) if ss["sample"] in ids else len(ids) - 1,
+                 key="sample_choice", format_func=lambda i: samples[i].title if i in samples else "My own text",
+                 on_change=lambda: app_state.use_sample(ss["sample_choice"]) if ss["sample_choice"] != "custom"
+                 else ss.update(sample="custom"))
+    upload = st.file_uploader("Upload a .txt file", type=["txt", "md"], key="upload")
+    if upload is not None and ss.get("_uploaded") != upload.file_id:
+        ss["_uploaded"] = upload.file_id
+        data = upload.getvalue()
+        if len(data) > app_state.MAX_UPLOAD_BYTES:
+            st.error(f"The file is {len(data) / 1e6:.1f} MB; the limit is {app_state.MAX_UPLOAD_BYTES / 1e6:.0f} MB. "
+                     "Upload a shorter text. Your current document is kept.")
+        else:
+            try:
+                ss.update(document=data.decode("utf-8"), sample="custom")
+            except UnicodeDecodeError:
+                st.error("The file is not UTF-8 text. Save it as UTF-8 (.txt) and upload again. "
+                         "Your current document is kept.")
+
+with left:
+    st.subheader("Document")
+
+    def _edited():
+        ss.update(document=ss["doc_text"], sample="custom")
+
+    if ss.get("doc_text") != ss["document"]:
+        ss["doc_text"] = ss["document"]
+    st.text_area("Text", key="doc_text", height=320, on_change=_edited, label_visibility="collapsed")
+    queries = st.text_area("Queries or labels to rank the document against (one per line)",
+                           value="\n".join(ss.get("queries", [])), key="queries_text", height=100)
+    ss["queries"] = [q.strip() for q in queries.splitlines() if q.strip()]
+
+if runner is not None:
+    if not ss["document"].strip():
+        st.warning("The document is empty: pick a sample, paste text, or upload a file.")
+    else:
+        tok = runner.tokenize(ss["document"], ss.get("question"))
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Tokens", f"{len(tok.input_ids):,}")
+        c2.metric("Model positions", f"{runner.max_tokens:,}")
+        c3.metric("Layers x heads", f"{runner.num_layers} x {runner.num_heads}")
+        for w in tok.warnings:
+            st.warning(f"Truncated: {w}")
+cfg = app_state.current_config()
+if cfg is not None:
+    st.subheader("Current configuration")
+    st.json({**config_to_text(cfg), "layer": ss["layer"], "head": ss["head"]}, expanded=True)

@@ -1,0 +1,62 @@
+"""Figures of the Global-token lab (pure: lists/arrays in, go.Figure out)."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+GLOBAL_COLOR, TOKEN_COLOR = "#d62728", "#1f77b4"
+WEBGL_ABOVE = 2000  # points; SVG below keeps single-point clicks reliable everywhere
+
+
+def token_strip(tokens: list[str], scores: list[float], global_tokens, title: str) -> go.Figure:
+    """One marker per token (x = position, y = score); global tokens in red. Selecting markers toggles them."""
+    n = len(tokens)
+    g = set(global_tokens)
+    colors = [GLOBAL_COLOR if i in g else TOKEN_COLOR for i in range(n)]
+    sizes = [11 if i in g else 6 for i in range(n)]
+    cls = go.Scattergl if n > WEBGL_ABOVE else go.Scatter
+    fig = go.Figure(cls(x=list(range(n)), y=[round(float(s), 4) for s in scores], mode="markers",
+                        marker=dict(color=colors, size=sizes), text=tokens, customdata=list(range(n)),
+                        hovertemplate="%{customdata}: %{text}<br>score %{y:.3f}<extra></extra>", name="tokens"))
+    # clickmode/dragmode left unset: Streamlit then makes a click select one point (box select stays in the
+    # modebar); a figure-level dragmode "select" would turn single clicks off.
+    fig.update_layout(title=title, xaxis_title="token position", yaxis_title="score", height=320,
+                      margin=dict(l=40, r=10, t=50, b=40), showlegend=False)
+    return fig
+
+
+def prediction_bars(diff_rows: list[dict], top: int = 10) -> go.Figure:
+    """Baseline vs variant score per label (grouped bars), labels in baseline order."""
+    rows = diff_rows[:top]
+    labels = [r["label"] if len(r["label"]) <= 40 else r["label"][:37] + "..." for r in rows]
+    fig = go.Figure([
+        go.Bar(name="baseline", x=labels, y=[r["baseline"] for r in rows], marker_color="#7f7f7f"),
+        go.Bar(name="variant", x=labels, y=[r["variant"] for r in rows], marker_color=GLOBAL_COLOR,
+               text=[None if r["delta"] is None else f"{r['delta']:+.3f}" for r in rows], textposition="outside"),
+    ])
+    fig.update_layout(barmode="group", title="Predictions: baseline vs variant (labels show the change)",
+                      yaxis_title="score", height=360, margin=dict(l=40, r=10, t=50, b=80))
+    return fig
+
+
+def layer_changes(attention: list[float], hidden: list[float]) -> go.Figure:
+    """Per-layer change: attention (total variation of received attention) and hidden states (1 - cosine)."""
+    fig = go.Figure([
+        go.Bar(name="attention moved (TV distance)", x=[f"L{i}" for i in range(len(attention))], y=attention),
+        go.Scatter(name="hidden state change (1 - cos)", x=["emb"] + [f"L{i}" for i in range(len(hidden) - 1)],
+                   y=hidden, mode="lines+markers", yaxis="y2"),
+    ])
+    fig.update_layout(title="What the variant changes, layer by layer", height=340,
+                      yaxis=dict(title="attention moved", rangemode="tozero"),
+                      yaxis2=dict(title="1 - cosine", overlaying="y", side="right", rangemode="tozero"),
+                      margin=dict(l=40, r=40, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def sweep_line(rows: list[dict], x_key: str, label: str) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=[r[x_key] for r in rows], y=[r["score"] for r in rows], mode="lines+markers",
+                               text=[r.get("token", "") for r in rows],
+                               hovertemplate=f"{x_key} %{{x}} %{{text}}<br>score %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(title=f"Score of '{label[:60]}' while sweeping the {x_key.replace('_', ' ')}",
+                      xaxis_title=x_key.replace("_", " "), yaxis_title="score", height=320,
+                      margin=dict(l=40, r=10, t=50, b=40))
+    return fig

@@ -1,0 +1,148 @@
+"""Attention patterns as numbers: Longformer (from the mask predicate), full, and BigBird block-sparse;
+attended-pair counts, attention memory, and how far information travels layer by layer.
+
+Everything here works without a model and without an n x n matrix, so 16k-token documents stay cheap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import LayerSpec
+from .layout import band_key_index
+
+
+def _attended_keys(spec: LayerSpec, n: int, global_tokens=(), head: int = 0):
+    """(rows, cols) int arrays of every attended (query, key) pair of one head, built from the band layout.
+
+    Band cells are exactly the predicate's local pairs; global rows/columns are added once.
+    """
+    keys = band_key_index(n, spec.window, spec.dilation[head : head + 1])[0]  # (n, W+1)
+    is_global = torch.zeros(n, dtype=torch.bool)
+    is_global[list(global_tokens)] = True
+    rows = torch.arange(n).view(n, 1).expand_as(keys)
+    inside = (keys >= 0) & (keys < n)
+    local = inside & ~is_global[keys.clamp(0, n - 1)] & ~is_global.view(n, 1)
+    r, c = [rows[local]], [keys[local]]
+    g = torch.tensor(sorted(global_tokens), dtype=torch.long)
+    if len(g):
+        ng = (~is_global).nonzero().flatten()
+        r += [ng.repeat_interleave(len(g)), g.repeat_interleave(n)]  # non-global rows -> global columns,
+        c += [g.repeat(len(ng)), torch.arange(n).repeat(len(g))]     # global rows -> every column
+    return torch.cat(r).numpy(), torch.cat(c).numpy()
+
+
+def density(rows: np.ndarray, cols: np.ndarray, n: int, cells: int = 256) -> np.ndarray:
+    """(k, k) share of attended pairs in each cell of an n x n picture downsampled to k = min(n, cells)."""
+    k = min(n, cells)
+    edges = np.linspace(0, n, k + 1)
+    ri = np.searchsorted(edges, rows, side="right") - 1
+    ci = np.searchsorted(edges, cols, side="right") - 1
+    counts = np.bincount(ri * k + ci, minlength=k * k).reshape(k, k).astype(np.float64)
+    sizes = np.diff(edges.astype(np.int64) if n % k == 0 else np.floor(edges).astype(np.int64))
+    area = np.outer(sizes, sizes).astype(np.float64)
+    return np.divide(counts, area, out=np.zeros_like(counts), where=area > 0)
+
+
+def longformer_pairs(spec: LayerSpec, n: int, global_tokens=(), head: int = 0):
+    return _attended_keys(spec, n, global_tokens, head)
+
+
+def full_pairs(n: int):
+    idx = np.arange(n)
+    return np.repeat(idx, n), np.tile(idx, n)
+
+
+def bigbird_min_length(block: int = 64, num_random: int = 3) -> int:
+    return (5 + 2 * num_random) * block
+
+
+def bigbird_blocks(n: int, block: int = 64, num_random: int = 3, seed: int = 0) -> list[list[int]]:
+    """Key blocks of each query block in BigBird's ITC pattern (window 3 blocks, first/last block global).
+
+    Query blocks 0 and nb-1 attend everything; every other block attends its neighbours, the first and last
+    block, and `num_random` random others. Raises ValueError below `bigbird_min_length` tokens.
+    """
+    if n < bigbird_min_length(block, num_random):
+        raise ValueError(f"BigBird's block-sparse pattern needs at least {bigbird_min_length(block, num_random)} "
+                         f"tokens with block size {block} and {num_random} random blocks (this text has {n}); "
+                         f"BigBird uses full attention below that")
+    nb = -(-n // block)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(nb):
+        if i in (0, nb - 1):
+            out.append(list(range(nb)))
+            continue
+        fixed = {0, nb - 1, i - 1, i, i + 1}
+        pool = [b for b in range(nb) if b not in fixed]
+        rand = rng.choice(pool, size=min(num_random, len(pool)), replace=False).tolist()
+        out.append(sorted(fixed | set(rand)))
+    return out
+
+
+def bigbird_pairs(n: int, block: int = 64, num_random: int = 3, seed: int = 0):
+    rows, cols = [], []
+    for qb, kbs in enumerate(bigbird_blocks(n, block, num_random, seed)):
+        q = np.arange(qb * block, min(n, (qb + 1) * block))
+        k = np.concatenate([np.arange(b * block, min(n, (b + 1) * block)) for b in kbs])
+        rows.append(np.repeat(q, len(k)))
+        cols.append(np.tile(k, len(q)))
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+@dataclass
+class PatternCost:
+    name: str
+    pairs: int  # attended (query, key) pairs per head
+    share: float  # pairs / n^2
+    score_bytes: int  # fp32 attention scores for all heads of one layer, as each method stores them
+
+
+def layer_costs(spec: LayerSpec, n: int, num_heads: int, global_tokens=(), block: int = 64,
+                num_random: int = 3) -> list[PatternCost]:
+    """Longformer vs full vs BigBird for one layer (pairs of head 0; memory for all heads, fp32)."""
+    G = len(global_tokens)
+    lf = len(longformer_pairs(spec, n, global_tokens)[0])
+    costs = [PatternCost("Longformer", lf, lf / n**2, num_heads * 4 * (n * (spec.window + 1 + G) + G * n)),
+             PatternCost("full", n * n, 1.0, num_heads * 4 * n * n)]
+    try:
+        blocks = bigbird_blocks(n, block, num_random)
+        bb = len(bigbird_pairs(n, block, num_random)[0])
+        stored = sum(len(kbs) for kbs in blocks) * block * block
+        costs.append(PatternCost("BigBird", bb, bb / n**2, num_heads * 4 * stored))
+    except ValueError:
+        pass  # too short for BigBird's pattern
+    return costs
+
+
+def reach(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None) -> list[tuple[int, int]]:
+    """How far token `source`'s information has travelled after each layer: [(lowest, highest) position], one
+    entry per layer. Token i receives from j at a layer if i attends j there (any head)."""
+    source = n // 2 if source is None else source
+    if not 0 <= source < n:
+        raise ValueError(f"source token {source} is out of range (0..{n - 1})")
+    reached = np.zeros(n, dtype=bool)
+    reached[source] = True
+    glob = np.array(sorted(global_tokens), dtype=np.int64)
+    out = []
+    for spec in specs:
+        new = reached.copy()
+        for d in set(spec.dilation):
+            for k in range(-spec.one_sided, spec.one_sided + 1):
+                s = k * d  # i receives from i + s
+                if s > 0:
+                    new[:-s] |= reached[s:]
+                elif s < 0:
+                    new[-s:] |= reached[:s]
+        if len(glob):
+            if reached[glob].any():
+                new[:] = True  # every token attends the global tokens
+            if reached.any():
+                new[glob] = True  # global tokens attend everything
+        reached = new
+        idx = np.flatnonzero(reached)
+        out.append((int(idx[0]), int(idx[-1])))
+    return out

@@ -1,0 +1,75 @@
+"""Configuration as short text, for the CLI, the sidebar and shareable URLs.
+
+window:   "512"  or one per layer "256,256,512"
+dilation: "1"    or one per layer "1,1,2"   or per layer/head with ';' between layers "1;1;2,2,1,1"
+globals:  "0, 5, 9"   (empty: none)
+"""
+from __future__ import annotations
+
+from .config import AttentionConfig
+
+
+def _ints(text: str, what: str) -> list[int]:
+    out = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise ValueError(f"{what}: {part!r} is not a whole number; write numbers separated by commas") from None
+    return out
+
+
+def parse_window(text: str):
+    vals = _ints(str(text), "window")
+    if not vals:
+        raise ValueError("window is empty: write one even number (e.g. 512) or one per layer (256,256,512)")
+    return vals[0] if len(vals) == 1 else vals
+
+
+def parse_dilation(text: str):
+    text = str(text).strip()
+    if not text:
+        raise ValueError("dilation is empty: write 1 for no gaps, or one number per layer (1,1,2)")
+    if ";" in text:
+        layers = []
+        for part in text.split(";"):
+            vals = _ints(part, "dilation")
+            if not vals:
+                raise ValueError("dilation: an empty layer between ';' - give each layer a number or one per head")
+            layers.append(vals[0] if len(vals) == 1 and "," not in part else vals)
+        return layers
+    vals = _ints(text, "dilation")
+    return vals[0] if len(vals) == 1 else vals
+
+
+def parse_positions(text: str) -> tuple[int, ...]:
+    return tuple(_ints(str(text), "global tokens"))
+
+
+def format_window(window) -> str:
+    return ",".join(map(str, window)) if isinstance(window, tuple) else str(window)
+
+
+def format_dilation(dilation) -> str:
+    if not isinstance(dilation, tuple):
+        return str(dilation)
+    if any(isinstance(d, tuple) for d in dilation):
+        return ";".join(",".join(map(str, d)) if isinstance(d, tuple) else str(d) for d in dilation)
+    return ",".join(map(str, dilation))
+
+
+def format_positions(positions) -> str:
+    return ", ".join(map(str, positions))
+
+
+def config_from_text(window: str, dilation: str, global_tokens: str) -> AttentionConfig:
+    """AttentionConfig from the three text fields; ValueError naming the field and the fix."""
+    return AttentionConfig(window=parse_window(window), dilation=parse_dilation(dilation),
+                           global_tokens=parse_positions(global_tokens))
+
+
+def config_to_text(cfg: AttentionConfig) -> dict[str, str]:
+    return {"window": format_window(cfg.window), "dilation": format_dilation(cfg.dilation),
+            "global": format_positions(cfg.global_tokens)}

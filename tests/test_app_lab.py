@@ -1,0 +1,82 @@
+"""AppTest of the Global-token lab, driven through its keyed widgets.
+
+The sidebar's values are read through session state: after switch_page, AppTest (streamlit 1.67) leaves the
+widgets that app.py renders before nav.run() out of its element tree, though the app keeps and uses them."""
+import json
+
+from streamlit.testing.v1 import AppTest
+
+DOC = "The contract ends on termination. The budget was approved by the board. " * 12
+
+
+def lab():
+    at = AppTest.from_file("../app.py", default_timeout=180)
+    at.session_state["document"] = DOC
+    at.session_state["queries"] = ["termination of the contract", "bread recipe"]
+    at.session_state["sample"] = "custom"
+    at.run()
+    at.switch_page("pages/global_lab.py").run()
+    assert not at.exception
+    return at
+
+
+def chart(at, key_part):
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        if key_part in json.dumps(spec.get("layout", {}).get("title", "")):
+            return spec
+    raise AssertionError(f"no chart titled {key_part!r}")
+
+
+def variant_scores(at):
+    spec = chart(at, "baseline vs variant")
+    return spec["data"][1]["y"]
+
+
+def test_presets_change_globals_and_predictions():
+    at = lab()
+    assert at.session_state["global"] == "0"
+    before = variant_scores(at)
+    at.selectbox(key="lab_preset").set_value("tokens matching a word")
+    at.text_input(key="lab_pattern").set_value("budget")
+    at.button(key="lab_replace").click().run()
+    assert not at.exception
+    positions = [int(x) for x in at.session_state["global"].split(",")]
+    assert len(positions) == 12
+    assert variant_scores(at) != before
+    strip = chart(at, "Tokens by similarity")
+    colors = strip["data"][0]["marker"]["color"]
+    assert all(colors[p] == "#d62728" for p in positions)
+    at.button(key="lab_clear").click().run()
+    assert at.session_state["global"] == ""
+
+
+def test_bad_regex_keeps_the_globals():
+    at = lab()
+    at.selectbox(key="lab_preset").set_value("tokens matching a regex")
+    at.text_input(key="lab_pattern").set_value("(")
+    at.button(key="lab_add").click().run()
+    assert not at.exception and at.session_state["global"] == "0"
+    assert any("not a valid regular expression" in c.value for c in at.caption)
+
+
+def test_per_layer_window_and_dilation():
+    at = lab()
+    at.select_slider(key="lab_window_2").set_value(8)
+    at.slider(key="lab_dil_5").set_value(2)
+    at.multiselect(key="lab_heads_5").set_value([0, 3])
+    at.button(key="lab_apply_layers").click().run()
+    assert not at.exception
+    assert at.session_state["window"] == "512,512,8,512,512,512"
+    assert at.session_state["dilation"] == "1;1;1;1;1;2,1,1,2,1,1,1,1,1,1,1,1"
+    layers = chart(at, "layer by layer")
+    assert len(layers["data"][0]["y"]) == 6
+
+
+def test_sweep_runs_and_plots():
+    at = lab()
+    at.slider(key="lab_sweep_points").set_value(3)
+    at.button(key="lab_sweep_run").click().run()
+    assert not at.exception
+    spec = chart(at, "while sweeping")
+    assert len(spec["data"][0]["x"]) == 3

@@ -1,0 +1,168 @@
+"""Real-browser test: headless Debian Chromium drives `streamlit run app.py` through every page.
+
+Asserts no exception element and no request to any outside address on any page; that Plotly charts and the
+bertviz view render (SVG present); that clicking a token in the Global-token lab makes it global and changes
+the predictions; that a document full of HTML/script shows as text (no dialog fires). Screenshots go to
+out/screenshots/. In CI (CI=true) this test must run: a missing browser is a failure, not a skip.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "out" / "screenshots"
+PAGES = [("Document", "document"), ("Pattern", "pattern"), ("Attention", "attention"),
+         ("Global-token lab", "global_lab"), ("Head view", "head_view"), ("Scaling", "scaling")]
+HOSTILE = ('<script>alert(1)</script> "><img src=x onerror=alert(2)> </script> The board approved the budget. '
+           "The contract ends on termination for breach. ")
+
+pytestmark = pytest.mark.browser
+
+
+def _need_browser():
+    missing = [x for x in (CHROMIUM,) if not os.path.exists(x)]
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip)")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser test must run in CI but {missing} is missing: .ci/run installs chromium")
+        pytest.skip(f"needs {missing}: apt-get install chromium")
+
+
+@pytest.fixture(scope="module")
+def server():
+    _need_browser()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("streamlit did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    outside, dialogs = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+
+        def guard(route):
+            host = urlparse(route.request.url).hostname
+            if route.request.url.startswith(("data:", "blob:", "about:")) or host in ("127.0.0.1", "localhost"):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.context.route("**/*", guard)
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(server, wait_until="domcontentloaded")
+        wait_idle(page)
+        yield page, outside, dialogs
+        browser.close()
+
+
+def wait_idle(page, timeout=180):
+    """Until the app has rendered and no script run is in progress for a moment."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
+    end, quiet = time.time() + timeout, 0
+    while time.time() < end:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        quiet = 0 if running else quiet + 1
+        if quiet >= 4:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the app kept running")
+
+
+def goto(page, title):
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    wait_idle(page)
+
+
+def exceptions(page):
+    return page.locator('[data-testid="stException"]').all_inner_texts()
+
+
+def chart_data(page):
+    return page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                         ".map(d => (d.data || []).map(t => t.y ? Array.from(t.y) : null))")
+
+
+def test_every_page_renders_offline(browser_page):
+    page, outside, dialogs = browser_page
+    for title, slug in PAGES:
+        goto(page, title)
+        page.screenshot(path=str(SHOTS / f"{slug}.png"), full_page=True)
+        assert not exceptions(page), (title, exceptions(page))
+        if slug in ("pattern", "attention", "global_lab"):
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+        if slug == "head_view":
+            frame = page.frame_locator("iframe").first
+            frame.locator("svg").first.wait_for(timeout=60_000)
+    assert outside == [], f"requests to outside addresses: {outside[:5]}"
+    assert dialogs == []
+
+
+def test_click_a_token_to_make_it_global(browser_page):
+    page, outside, dialogs = browser_page
+    goto(page, "Document")
+    area = page.locator('[data-testid="stTextArea"] textarea').first
+    area.fill(HOSTILE * 4)
+    area.press("Control+Enter")
+    wait_idle(page)
+    assert page.get_by_text("<script>alert(1)</script>", exact=False).count() > 0 or \
+        "<script>alert(1)</script>" in area.input_value()
+    window = page.locator('[data-testid="stSidebar"] input[aria-label^="Window"]')
+    window.fill("8")  # a window narrower than the text, so a global token matters
+    window.press("Enter")
+    wait_idle(page)
+    goto(page, "Global-token lab")
+    page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=60_000)
+    assert page.get_by_text("Global tokens (1)", exact=False).count() == 1
+    before = chart_data(page)
+    page.locator(".js-plotly-plot .scatterlayer .point").nth(12).click(force=True)
+    wait_idle(page)
+    page.wait_for_selector("text=Global tokens (2)", timeout=60_000)
+    after = chart_data(page)
+    assert after != before  # the predictions (and the strip) changed
+    page.screenshot(path=str(SHOTS / "global_lab_clicked.png"), full_page=True)
+    assert not exceptions(page)
+    assert dialogs == [], f"a dialog fired: {dialogs}"
+    assert outside == []
