@@ -1,4 +1,8 @@
-"""AppTest: the app opens on the embedded model with a sample, and every page runs."""
+"""AppTest: the app opens on the embedded model with a sample, every page runs, links reopen a view.
+
+Note: with st.navigation, AppTest (streamlit 1.67) executes app.py on the first run only; later runs and
+switch_page execute just the page script, so the sidebar drawn by app.py is absent from later element trees.
+The app keeps its configuration in plain session keys, which the tests read and set."""
 from streamlit.testing.v1 import AppTest
 
 PAGES = ["pages/document.py", "pages/pattern.py", "pages/attention.py", "pages/global_lab.py",
@@ -24,3 +28,42 @@ def test_every_page_runs():
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
+
+
+def test_link_reopens_the_same_view():
+    at = new_app()
+    at.query_params.update(window="64", dilation="1,1,2,2,1,1", sample="article", layer="3", head="5")
+    at.query_params["global"] = "0, 7"
+    at.run()
+    assert not at.exception
+    ss = at.session_state
+    assert (ss["window"], ss["dilation"], ss["global"], ss["layer"], ss["head"]) == \
+        ("64", "1,1,2,2,1,1", "0, 7", 3, 5)
+    assert ss["sample"] == "article" and ss["document"].startswith(ss["document"][:10])
+    assert any("Out of distribution" in w.value for w in at.sidebar.warning)  # dilation on a converted model
+    assert at.query_params["window"] == "64" and at.query_params["global"] == "0, 7"
+
+
+def test_malformed_link_keeps_defaults_and_says_why():
+    at = new_app()
+    at.query_params.update(window="7", sample="<script>", layer="x", model="http://evil")
+    at.run()
+    assert not at.exception
+    ss = at.session_state
+    assert ss["window"] == "512" and ss["layer"] == 0 and ss["model"] == "embedded"
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    assert "must be even" in warnings and "unknown sample" in warnings and "not a number" in warnings
+    assert "embedded model" in warnings
+
+
+def test_bad_configuration_in_the_sidebar_is_reported_and_kept():
+    at = new_app().run()
+    # AppTest re-executes only the page script after its first run, so later runs set the configuration
+    # through session state (where the sidebar widgets write it) rather than through the sidebar widgets.
+    at.sidebar.text_input(key="sidebar_window").set_value("7").run()
+    assert not at.exception
+    assert at.session_state["window"] == "7"  # the widget wrote it; the user's text stays, to be fixed
+    assert any("must be even" in e.value for e in at.error)
+    at.session_state["window"] = "64"
+    at.run()
+    assert not at.error
