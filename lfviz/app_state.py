@@ -26,6 +26,21 @@ URL_KEYS = ("model", "sample", "window", "dilation", "global", "layer", "head")
 MAX_UPLOAD_BYTES = 2_000_000
 
 
+# -- routing ----------------------------------------------------------------------------------------------------
+def ensure_app_routing() -> None:
+    """Call first in every page. Streamlit (1.67) routes a request for /<page>, while no run of app.py has
+    called st.navigation yet in this server process, through its legacy `pages/` folder discovery: the page
+    runs without app.py (no state, no sidebar), so a shared link to a page would crash. Clearing the legacy
+    flag and rerunning sends the run through app.py and st.navigation, which serve the same URL."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without the legacy router
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 # -- cached resources ------------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
 def get_runner(model: str) -> Runner:

@@ -4,37 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .layout import AttentionWeights
-
-
-def received(weights: AttentionWeights) -> torch.Tensor:
-    """(H, n): total attention each key receives, summed over all queries (band + global columns + global rows).
-
-    Band column c of query i is key i + (c - W/2) * d, so key j collects band[j - (c - W/2) * d, c]. With W/2 * d
-    zero rows padded at both ends that is one strided (skewed) view summed over its last axis, no index tensor.
-    Memoised on the weights object: a cached baseline is summed once.
-    """
-    cached = getattr(weights, "_received", None)
-    if cached is not None:
-        return cached
-    band = weights.band
-    H, n, width = band.shape
-    w = (width - 1) // 2
-    out = torch.zeros(H, n, device=band.device)
-    dil = torch.tensor(weights.dilation)
-    for d in dil.unique().tolist():
-        heads = (dil == d).nonzero().flatten().to(band.device)
-        padded = F.pad(band[heads], (0, 0, w * d, w * d))  # (h, n + 2wd, W+1): padded[r] = band[r - wd]
-        # key j, flipped column c' = W - c:  padded[j + c' * d, W - c'] at offset j*(W+1) + c'*(d*(W+1) - 1) + W
-        skew = padded.as_strided((len(heads), n, width), (padded.stride(0), width, d * width - 1),
-                                 padded.storage_offset() + width - 1)
-        out[heads] = skew.sum(-1, dtype=torch.float32)
-    if weights.global_tokens:
-        g = torch.tensor(weights.global_tokens, device=band.device)
-        out[:, g] += weights.to_global.float().sum(1)
-        out += weights.from_global.float().sum(1)
-    weights._received = out
-    return out
+from .headstats import received
 
 
 def attention_change(base, variant) -> list[float]:

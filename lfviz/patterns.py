@@ -41,7 +41,7 @@ def density(rows: np.ndarray, cols: np.ndarray, n: int, cells: int = 256) -> np.
     ri = np.searchsorted(edges, rows, side="right") - 1
     ci = np.searchsorted(edges, cols, side="right") - 1
     counts = np.bincount(ri * k + ci, minlength=k * k).reshape(k, k).astype(np.float64)
-    sizes = np.diff(edges.astype(np.int64) if n % k == 0 else np.floor(edges).astype(np.int64))
+    sizes = np.diff(np.ceil(edges).astype(np.int64))  # whole tokens per cell: t lands in i if e[i] <= t < e[i+1]
     area = np.outer(sizes, sizes).astype(np.float64)
     return np.divide(counts, area, out=np.zeros_like(counts), where=area > 0)
 

@@ -5,6 +5,7 @@ from lfviz import app_state
 from lfviz.samples import list_samples
 from lfviz.textspec import config_to_text
 
+app_state.ensure_app_routing()
 ss = st.session_state
 st.title("lfviz: see Longformer attention")
 st.markdown(

@@ -12,6 +12,7 @@ from lfviz.predictions import diff_predictions
 from lfviz.sweep import sweep_global_position, sweep_window
 from lfviz.textspec import format_dilation, format_positions, format_window
 
+app_state.ensure_app_routing()
 ss = st.session_state
 st.title("Global-token lab")
 st.caption("Click tokens (or drag a box) to make them global or local again; use presets; change window and "
@@ -163,7 +164,9 @@ with st.expander("Sweep: move one global token across the document, or vary the 
         s1.radio("Sweep", ["global token position", "window"], key="lab_sweep_kind")
         s2.selectbox("Track", labels, key="lab_sweep_label")
         s3.slider("Points", 3, 40, 12, key="lab_sweep_points")
-        if st.button("Run the sweep", key="lab_sweep_run"):
+        # A callback records the click, so a rerun before the body runs (routing) cannot lose it.
+        st.button("Run the sweep", key="lab_sweep_run", on_click=lambda: ss.update(_lab_sweep_requested=True))
+        if ss.pop("_lab_sweep_requested", False):
             bar = st.progress(0.0, text="Sweeping...")
             k = ss["lab_sweep_points"]
             common = dict(label=ss["lab_sweep_label"], queries=ss.get("queries", ()), question=ss.get("question"),

@@ -2,8 +2,10 @@
 
 The sidebar's values are read through session state: after switch_page, AppTest (streamlit 1.67) leaves the
 widgets that app.py renders before nav.run() out of its element tree, though the app keeps and uses them."""
+import base64
 import json
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 DOC = "The contract ends on termination. The budget was approved by the board. " * 12
@@ -28,6 +30,13 @@ def chart(at, key_part):
     raise AssertionError(f"no chart titled {key_part!r}")
 
 
+def values(x):
+    """A plotly JSON array: a list, or numpy data as {"dtype", "bdata" (base64)}."""
+    if isinstance(x, dict) and "bdata" in x:
+        return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]).tolist()
+    return x
+
+
 def variant_scores(at):
     spec = chart(at, "baseline vs variant")
     return spec["data"][1]["y"]
@@ -45,8 +54,8 @@ def test_presets_change_globals_and_predictions():
     assert len(positions) == 12
     assert variant_scores(at) != before
     strip = chart(at, "Tokens by similarity")
-    colors = strip["data"][0]["marker"]["color"]
-    assert all(colors[p] == "#d62728" for p in positions)
+    colors = values(strip["data"][0]["marker"]["color"])
+    assert [i for i, c in enumerate(colors) if c == 1] == positions  # global tokens drawn in the global colour
     at.button(key="lab_clear").click().run()
     assert at.session_state["global"] == ""
 

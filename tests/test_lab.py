@@ -60,7 +60,8 @@ def test_sweeps(embedded):
 
 def test_figures():
     fig = figs.token_strip(["a", "b", "c"], [0.1, 0.5, 0.2], (1,), "t")
-    assert list(fig.data[0].x) == [0, 1, 2] and fig.data[0].marker.color[1] == figs.GLOBAL_COLOR
+    assert list(fig.data[0].x) == [0, 1, 2] and list(fig.data[0].marker.color) == [0, 1, 0]
+    assert fig.data[0].marker.colorscale[-1][1] == figs.GLOBAL_COLOR
     assert fig.data[0].type == "scatter" and figs.token_strip(["x"] * 3000, [0] * 3000, (), "t").data[0].type == "scattergl"
     rows = lfviz.diff_predictions(lfviz.Predictions("similarity", [{"label": "a", "score": 0.5}]),
                                   lfviz.Predictions("similarity", [{"label": "a", "score": 0.7}]))

@@ -54,3 +54,9 @@ def test_reach_grows_by_span_and_globals_connect_everything():
     assert with_global[1] == (0, 199)  # and everyone attends it at layer 2
     with pytest.raises(ValueError, match="out of range"):
         patterns.reach(specs, 10, source=10)
+
+
+@pytest.mark.parametrize("n, cells", [(10, 3), (1003, 100), (300, 7)])
+def test_density_of_full_attention_is_one_everywhere(n, cells):
+    d = patterns.density(*patterns.full_pairs(n), n, cells)
+    assert np.allclose(d, 1.0)

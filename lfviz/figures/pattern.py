@@ -1,0 +1,89 @@
+"""Figures of the Pattern page (pure: arrays/lists in, go.Figure out): an attention pattern as a picture of
+positions, per-layer attention memory, and how far a token's information travels layer by layer."""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+
+# any attended pair shows (light blue), so a single global row stays visible in a 16-token cell
+PATTERN_COLORS = [[0.0, "#ffffff"], [1e-6, "#c6dbef"], [0.5, "#4292c6"], [1.0, "#08306b"]]
+PATTERN_HUES = {"Longformer": "#1f77b4", "full": "#7f7f7f", "BigBird": "#2ca02c"}
+REACH_HUES = {"current configuration": "#1f77b4", "without global tokens": "#ff7f0e", "full attention": "#7f7f7f"}
+
+
+def cell_labels(edges: np.ndarray, tokens: list[str] | None = None) -> list[str]:
+    """One label per cell in token positions: "128–143" for a range, "12: word" for a single token (escaped)."""
+    out = []
+    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        if hi - lo > 1:
+            out.append(f"{lo}–{hi - 1}")
+        elif tokens is not None:
+            out.append(f"{lo}: {html.escape(tokens[lo])}")
+        else:
+            out.append(str(lo))
+    return out
+
+
+def pattern_heatmap(z: np.ndarray, edges: np.ndarray, title: str, tokens: list[str] | None = None,
+                    ticks: int = 8, height: int = 430) -> go.Figure:
+    """Heatmap of z (k, k) = share of attended pairs per cell (rows: queries, columns: keys, query 0 on top).
+
+    edges (k + 1,): token boundaries of the cells (`pattern_view.cell_edges`); axes read in token positions and
+    hover gives each cell's query and key range, or the tokens themselves where a cell is one token.
+    """
+    labels = cell_labels(edges, tokens)
+    k = len(labels)  # z goes out as float32 (binary in the JSON): 256 x 256 cells stay ~350 kB
+    step = max(1, -(-k // ticks))
+    axis = dict(type="category", tickmode="array", tickvals=labels[::step],
+                ticktext=[str(int(e)) for e in edges[:-1][::step]], showgrid=False)
+    fig = go.Figure(go.Heatmap(
+        z=np.asarray(z, dtype=np.float32), x=labels, y=labels, zmin=0.0, zmax=1.0,
+        colorscale=PATTERN_COLORS,
+        colorbar=dict(title=dict(text="attended", side="right"), tickformat=".0%", thickness=12),
+        hovertemplate="query %{y}<br>key %{x}<br>%{z:.1%} of pairs attended<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=10, t=50, b=50),
+                      xaxis=dict(axis, title="key position"),
+                      yaxis=dict(axis, title="query position", autorange="reversed"))
+    return fig
+
+
+def costs_figure(rows: list[dict], log: bool = False) -> go.Figure:
+    """Grouped bars: attention-score memory per layer for each pattern. rows: `pattern_view.costs_frame` records."""
+    fig = go.Figure()
+    for name in dict.fromkeys(r["pattern"] for r in rows):
+        mine = [r for r in rows if r["pattern"] == name]
+        fig.add_bar(name=name, x=[f"layer {r['layer']}" for r in mine], y=[r["score memory (MiB)"] for r in mine],
+                    marker_color=PATTERN_HUES.get(name), customdata=[[r["pairs per head"], r["share of n²"]]
+                                                                      for r in mine],
+                    hovertemplate=f"{name}<br>%{{x}}: %{{y:,.1f}} MiB<br>%{{customdata[0]:,}} pairs per head "
+                                  f"(%{{customdata[1]:.2%}} of n²)<extra></extra>")
+    fig.update_layout(barmode="group", title="Attention-score memory per layer (fp32, all heads)",
+                      yaxis=dict(title="MiB", type="log" if log else "linear"), height=340,
+                      margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def reach_figure(curves: dict[str, list[tuple[int, int]]], n: int, source: int) -> go.Figure:
+    """One band per configuration: positions between the lowest and highest token that has received the source
+    token's information after l layers (x = 0 is the input, where only the source holds it)."""
+    fig = go.Figure()
+    for name, spans in curves.items():
+        xs = list(range(len(spans)))
+        lo, hi = [s[0] for s in spans], [s[1] for s in spans]
+        text = [f"{name}<br>after {x} layer{'s' if x != 1 else ''}: positions {a}–{b} ({(b - a + 1) / n:.0%} of "
+                f"the document)" for x, (a, b) in enumerate(spans)]
+        hue = REACH_HUES.get(name, "#9467bd")
+        fig.add_scatter(x=xs + xs[::-1], y=hi + lo[::-1], text=text + text[::-1], name=name, mode="lines+markers",
+                        fill="toself", opacity=0.45, line=dict(color=hue), hoveron="points",
+                        hovertemplate="%{text}<extra></extra>")
+    fig.add_hline(y=source, line_dash="dot", line_color="#d62728",
+                  annotation_text=f"source token {source}", annotation_position="top left")
+    layers = max((len(s) for s in curves.values()), default=1)
+    fig.update_layout(title=f"Receptive field: where token {source}'s information has reached, layer by layer",
+                      xaxis=dict(title="layers", tickmode="array", tickvals=list(range(layers)),
+                                 ticktext=["input"] + [f"after {x}" for x in range(1, layers)]),
+                      yaxis=dict(title="token position", range=[-0.5, n - 0.5]), height=380,
+                      margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+    return fig
