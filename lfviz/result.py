@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from .capture import Capture
 from .config import AttentionConfig
@@ -39,27 +39,45 @@ class RunResult:
     def n(self) -> int:
         return len(self.input_ids)
 
-    def save(self, path: str | Path) -> Path:
-        """Write tensors + metadata (config, model id, tokens, predictions) to one .safetensors file."""
+    def save(self, path: str | Path, layers=None) -> Path:
+        """Write tensors + metadata (config, model id, tokens, predictions) to one .safetensors file.
+        layers: export only these captured layers (None: all)."""
+        path = Path(path)
+        tensors, meta = self._payload(layers)
+        save_file(tensors, str(path), metadata=meta)
+        return path
+
+    def to_bytes(self, layers=None) -> bytes:
+        """The same .safetensors content as `save`, in memory (for a download button)."""
+        tensors, meta = self._payload(layers)
+        return save(tensors, metadata=meta)
+
+    def export_size(self, layers=None) -> int:
+        """Bytes of captured attention that an export of `layers` holds (the bulk of the file)."""
+        chosen = self.capture.captured_layers if layers is None else layers
+        return sum(t.numel() * t.element_size() for l in chosen if l in self.capture.layers
+                   for t in (self.capture.band(l), self.capture.to_global(l), self.capture.from_global(l)))
+
+    def _payload(self, layers=None) -> tuple[dict, dict]:
         tensors = {"input_ids": torch.tensor(self.input_ids, dtype=torch.long),
                    "last_hidden_state": self.last_hidden_state.detach().cpu().clone()}  # may share storage with hidden_states[-1]
-        layers = {}
+        layer_meta = {}
         for l, w in self.capture.layers.items():
+            if layers is not None and l not in layers:
+                continue
             tensors[f"layer.{l}.band"] = w.band.detach().cpu().contiguous()
             tensors[f"layer.{l}.to_global"] = w.to_global.detach().cpu().contiguous()
             tensors[f"layer.{l}.from_global"] = w.from_global.detach().cpu().contiguous()
-            layers[str(l)] = {"dilation": list(w.dilation), "global_tokens": list(w.global_tokens)}
+            layer_meta[str(l)] = {"dilation": list(w.dilation), "global_tokens": list(w.global_tokens)}
         for i, h in enumerate(self.hidden_states or ()):
             tensors[f"hidden_states.{i}"] = h.detach().cpu().contiguous()
         meta = {
             "format": FORMAT, "model_id": self.model_id, "config": json.dumps(self.config.to_dict()),
             "tokens": json.dumps(self.tokens), "predictions": json.dumps(self.predictions.to_dict()),
-            "warnings": json.dumps(self.warnings), "layers": json.dumps(layers),
+            "warnings": json.dumps(self.warnings), "layers": json.dumps(layer_meta),
             "offsets": json.dumps(self.offsets), "text": json.dumps(self.text),
         }
-        path = Path(path)
-        save_file(tensors, str(path), metadata=meta)
-        return path
+        return tensors, meta
 
 
 def load_result(path: str | Path) -> RunResult:

@@ -91,3 +91,21 @@ cfg = app_state.current_config()
 if cfg is not None:
     st.subheader("Current configuration")
     st.json({**config_to_text(cfg), "layer": ss["layer"], "head": ss["head"]}, expanded=True)
+
+# -- export ----------------------------------------------------------------------------------------------------------
+if runner is not None and cfg is not None and ss["document"].strip():
+    with st.expander("Export this run (.safetensors: attention, hidden states, predictions, configuration)"):
+        layers = st.multiselect("Layers to include", list(range(runner.num_layers)), default=[ss["layer"]],
+                                key="doc_export_layers")
+        st.button("Prepare the export", key="doc_export_prepare",
+                  on_click=lambda: ss.update(_doc_export_requested=True))
+        if ss.pop("_doc_export_requested", False):
+            res = app_state.run_document()
+            if res is not None:
+                ss["_doc_export"] = res.to_bytes(layers=layers)
+                ss["_doc_export_layers"] = list(layers)
+        if ss.get("_doc_export"):
+            size = len(ss["_doc_export"]) / 1e6
+            st.download_button(f"Download ({size:.1f} MB, layers {ss['_doc_export_layers']})", ss["_doc_export"],
+                               "lfviz_run.safetensors", "application/octet-stream", key="doc_export_download")
+            st.caption("Open it again in Python with `lfviz.load_result('lfviz_run.safetensors')`.")

@@ -67,3 +67,20 @@ def test_bad_configuration_in_the_sidebar_is_reported_and_kept():
     at.session_state["window"] = "64"
     at.run()
     assert not at.error
+
+
+def test_export_a_run_from_the_document_page(tmp_path):
+    import lfviz
+
+    at = new_app()
+    at.session_state["document"] = "A short text to export. Global tokens see everything."
+    at.session_state["sample"] = "custom"
+    at.run()
+    at.multiselect(key="doc_export_layers").set_value([0, 2])
+    at.button(key="doc_export_prepare").click().run()
+    assert not at.exception
+    data = at.session_state["_doc_export"]
+    (tmp_path / "run.safetensors").write_bytes(data)
+    res = lfviz.load_result(tmp_path / "run.safetensors")
+    assert res.capture.captured_layers == [0, 2] and res.tokens[0] == "[CLS]"
+    assert res.config == lfviz.AttentionConfig(window=512, global_tokens=(0,))

@@ -92,9 +92,16 @@ def browser_page(server):
 
         page.context.route("**/*", guard)
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        # The very first request on this fresh server is a shared link to a page (Streamlit's legacy pages/
+        # routing would run that page without app.py): it must open that page with the link's configuration.
+        page.goto(server + "/attention?window=64&global=0%2C3&layer=2", wait_until="domcontentloaded")
+        wait_idle(page)
+        first = {"exceptions": exceptions(page), "title": page.locator("h1").first.inner_text(),
+                 "window": page.locator('[data-testid="stSidebar"] input[aria-label^="Window"]').input_value(),
+                 "nav": page.locator('[data-testid="stSidebarNav"] a').count()}
         page.goto(server, wait_until="domcontentloaded")
         wait_idle(page)
-        yield page, outside, dialogs
+        yield page, outside, dialogs, first
         browser.close()
 
 
@@ -125,8 +132,15 @@ def chart_data(page):
                          ".map(d => (d.data || []).map(t => t.y ? Array.from(t.y) : null))")
 
 
+def test_shared_link_opens_its_page_as_first_request(browser_page):
+    first = browser_page[3]
+    assert first["exceptions"] == []
+    assert "attention" in first["title"].lower()
+    assert first["window"] == "64" and first["nav"] == len(PAGES)
+
+
 def test_every_page_renders_offline(browser_page):
-    page, outside, dialogs = browser_page
+    page, outside, dialogs, _ = browser_page
     for title, slug in PAGES:
         goto(page, title)
         page.screenshot(path=str(SHOTS / f"{slug}.png"), full_page=True)
@@ -141,7 +155,7 @@ def test_every_page_renders_offline(browser_page):
 
 
 def test_click_a_token_to_make_it_global(browser_page):
-    page, outside, dialogs = browser_page
+    page, outside, dialogs, _ = browser_page
     goto(page, "Document")
     area = page.locator('[data-testid="stTextArea"] textarea').first
     area.fill(HOSTILE * 4)

@@ -48,3 +48,13 @@ def test_corrupt_truncated_and_foreign_files(embedded, tmp_path):
         lfviz.load_result(tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="no such file"):
         lfviz.load_result(tmp_path / "missing.safetensors")
+
+
+def test_export_subset_in_memory(embedded, tmp_path):
+    res = embedded.run(DOC, capture_dtype=torch.float16)
+    data = res.to_bytes(layers=[1, 4])
+    assert res.export_size([1, 4]) < len(data) < res.export_size()
+    (tmp_path / "sub.safetensors").write_bytes(data)
+    back = lfviz.load_result(tmp_path / "sub.safetensors")
+    assert back.capture.captured_layers == [1, 4]
+    assert torch.equal(back.capture.band(4), res.capture.band(4)) and back.tokens == res.tokens
