@@ -1,0 +1,63 @@
+"""Figures of the Scaling page (pure: rows from `lfviz.scaling.measure` in, go.Figure out).
+
+Both plots are log-log, so a straight line of slope k means time (or memory) grows like n^k.
+Points that were skipped or came out non-positive are left out (a log axis cannot show them).
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+COLORS = {"lfviz": "#d62728", "full": "#1f77b4", "full_band": "#17becf", "hf": "#ff7f0e"}
+OTHER = "#7f7f7f"
+
+
+def _series(rows: list[dict], value: str) -> dict[str, tuple[str, list[int], list[float], list[str]]]:
+    """method label -> (key, tokens, values, notes), in row order, positive values only."""
+    out: dict[str, tuple[str, list[int], list[float], list[str]]] = {}
+    for r in rows:
+        key, xs, ys, notes = out.setdefault(r["method"], (r.get("key", ""), [], [], []))
+        v = r.get(value)
+        if v is not None and v > 0:
+            xs.append(int(r["tokens"]))
+            ys.append(float(v))
+            notes.append(r.get("note") or "")
+    return out
+
+
+def _log_layout(fig: go.Figure, title: str, y_title: str, tokens) -> go.Figure:
+    ticks = sorted(set(tokens))  # label the measured lengths, not plotly's 2-5-10 log ticks
+    fig.update_layout(title=title, height=440, margin=dict(l=50, r=10, t=50, b=40), hovermode="closest",
+                      legend=dict(orientation="h", y=-0.2, yanchor="top"))  # below the axis title
+    fig.update_xaxes(type="log", title="tokens", tickvals=ticks, ticktext=[f"{t:,}" for t in ticks])
+    fig.update_yaxes(type="log", title=y_title, dtick=1)  # a label per power of ten, no 2-5 clutter
+    return fig
+
+
+def time_figure(rows: list[dict]) -> go.Figure:
+    """Seconds per forward pass vs tokens, one line per method (log-log)."""
+    fig = go.Figure()
+    for label, (key, xs, ys, notes) in _series(rows, "seconds").items():
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label,
+                                 line=dict(color=COLORS.get(key, OTHER)), customdata=notes,
+                                 hovertemplate="%{x:,} tokens: %{y:.3g} s<br>%{customdata}<extra>" + label
+                                 + "</extra>"))
+    return _log_layout(fig, "Time of one forward pass vs sequence length", "seconds (log scale)",
+                       [r["tokens"] for r in rows])
+
+
+def memory_figure(rows: list[dict]) -> go.Figure:
+    """Per method: measured peak memory growth (solid) and the analytic size of one layer's attention scores
+    if held at once (dotted), both in MB vs tokens (log-log)."""
+    fig = go.Figure()
+    measured, analytic = _series(rows, "memory_mb"), _series(rows, "scores_mb")
+    for label in dict.fromkeys(list(measured) + list(analytic)):
+        for series, suffix, dash in ((measured, "measured", "solid"), (analytic, "scores, one layer", "dot")):
+            if label not in series:
+                continue
+            key, xs, ys, notes = series[label]
+            name = f"{label}: {suffix}"
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, legendgroup=label,
+                                     line=dict(color=COLORS.get(key, OTHER), dash=dash),
+                                     hovertemplate="%{x:,} tokens: %{y:.3g} MB<extra>" + name + "</extra>"))
+    return _log_layout(fig, "Memory: measured (solid), attention scores (dotted)",
+                       "MB (log scale)", [r["tokens"] for r in rows])
