@@ -38,8 +38,8 @@ class BandedSelfAttention(nn.Module):
         return x.view(x.shape[0], self.num_heads, self.head_dim).transpose(0, 1)
 
     def forward(self, hidden: torch.Tensor, spec: LayerSpec, global_tokens: tuple[int, ...] = (),
-                valid: torch.Tensor | None = None, need_weights: bool = False, capture=None
-                ) -> tuple[torch.Tensor, AttentionWeights | None]:
+                valid: torch.Tensor | None = None, need_weights: bool = False, capture=None,
+                weights_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, AttentionWeights | None]:
         """hidden: (n, D). Returns the context (n, D) before the output projection, and the weights if asked.
 
         `capture` is not used here: it identifies the run to the forward hooks of `capture.capture_attention`.
@@ -51,5 +51,6 @@ class BandedSelfAttention(nn.Module):
             idx = torch.tensor(global_tokens, dtype=torch.long, device=hidden.device)
             qg = self._heads(self.query_global(hidden[idx]))  # (H, G, hd): only the global rows need queries
             kg, vg = self._heads(self.key_global(hidden)), self._heads(self.value_global(hidden))
-        out, weights = banded_attention(q, k, v, spec, global_tokens, valid, qg, kg, vg, need_weights)
+        out, weights = banded_attention(q, k, v, spec, global_tokens, valid, qg, kg, vg, need_weights,
+                                        weights_dtype=weights_dtype)
         return out.transpose(0, 1).reshape(n, D), weights

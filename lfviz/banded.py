@@ -30,12 +30,14 @@ def _block_size(w: int, m: int) -> int:
 
 
 def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | None = None,
-               chunk_bytes: int = 4 << 20):
+               chunk_bytes: int = 4 << 20, weights_dtype: torch.dtype = torch.float32):
     """Undilated band + global columns for a batch of sequences.
 
     q, k, v: (Bt, h, m, hd), q already scaled;  key_ok: (Bt, m) bool, keys allowed in the band;
     gk, gv: (h, G, hd) local-projection keys/values of the global tokens (G may be 0).
-    Returns out (Bt, h, m, hd) and, if need_weights, band (Bt, h, m, 2w + 1) and to_global (Bt, h, m, G).
+    Returns out (Bt, h, m, hd) and, if need_weights, band (Bt, h, m, 2w + 1), to_global (Bt, h, m, G) and
+    received (Bt, h, m) fp32: the band weight each key receives from the rows that count (key_ok rows:
+    non-global, non-padding), summed while the probabilities are still in cache.
 
     Blocks are processed a few MB of scores at a time: the working set stays in cache and the temporaries
     reuse the same memory instead of faulting in fresh pages for every layer.
@@ -65,8 +67,12 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
         kbuf[..., L:, :] = gk.view(1, h, 1, G, hd)
         vbuf[..., L:, :] = gv.view(1, h, 1, G, hd)
     out = q.new_empty(Bt, h, nb, B, hd)
-    band = torch.empty(Bt, h, nb, B, 2 * w + 1, device=dev) if need_weights else None
-    to_global = torch.empty(Bt, h, nb, B, G, device=dev) if need_weights else None
+    # captured weights are written once, straight in their storage dtype (fp16 halves that traffic)
+    band = torch.empty(Bt, h, nb, B, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
+    to_global = torch.empty(Bt, h, nb, B, G, device=dev, dtype=weights_dtype) if need_weights else None
+    if need_weights:
+        received = torch.zeros(Bt, h, mp + 2 * w, device=dev)  # padded key axis, like kp
+        rows_ok = F.pad(key_ok, (0, mp - m), value=False).view(Bt, 1, nb, 1, B).float()
     fmin = torch.finfo(torch.float32).min
     for c0 in range(0, nb, cb):
         c1 = min(nb, c0 + cb)
@@ -87,21 +93,27 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
             band[:, :, c0:c1] = probs.as_strided((Bt, h, nc, B, 2 * w + 1), (s[0], s[1], s[2], s[3] + 1, 1),
                                                  probs.storage_offset())
             to_global[:, :, c0:c1] = probs[..., L:]
+            col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., :L])[..., 0, :]  # (Bt, h, nc, L)
+            for j in range(nc):  # block c0 + j's window starts at padded key (c0 + j) * B
+                received[:, :, (c0 + j) * B:(c0 + j) * B + L] += col[:, :, j]
     out = out.view(Bt, h, mp, hd)[:, :, :m]
     if not need_weights:
-        return out, None, None
+        return out, None, None, None
     band = band.view(Bt, h, mp, 2 * w + 1)[:, :, :m]
     if w < w_full:
         band = F.pad(band, (w_full - w, w_full - w))
-    return out, band, to_global.view(Bt, h, mp, G)[:, :, :m]
+    return out, band, to_global.view(Bt, h, mp, G)[:, :, :m], received[:, :, w:w + m]
 
 
-def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None):
+def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None, weights_dtype=torch.float32):
     """Band attention with dilation d for heads (h, n, hd): each residue class i mod d is an undilated band."""
     h, n, hd = q.shape
     if d == 1:
-        out, band, tog = _band_core(q[None], k[None], v[None], key_ok[None], w, gk, gv, need_weights, block)
-        return out[0], (band[0] if need_weights else None), (tog[0] if need_weights else None)
+        out, band, tog, rec = _band_core(q[None], k[None], v[None], key_ok[None], w, gk, gv, need_weights, block,
+                                         weights_dtype=weights_dtype)
+        if not need_weights:
+            return out[0], None, None, None
+        return out[0], band[0], tog[0], rec[0]
     m = -(-n // d)
     pad = m * d - n
 
@@ -112,21 +124,23 @@ def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=
         return x.permute(1, 2, 0, 3).reshape(h, m * d, -1)[:, :n]
 
     ok = F.pad(key_ok, (0, pad), value=False).view(m, d).t()  # (d, m)
-    out, band, tog = _band_core(split(q), split(k), split(v), ok, w, gk, gv, need_weights, block)
+    out, band, tog, rec = _band_core(split(q), split(k), split(v), ok, w, gk, gv, need_weights, block,
+                                     weights_dtype=weights_dtype)
     if not need_weights:
-        return merge(out), None, None
-    return merge(out), merge(band), merge(tog)
+        return merge(out), None, None, None
+    return merge(out), merge(band), merge(tog), merge(rec.unsqueeze(-1))[..., 0]
 
 
 def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=None, kg=None, vg=None,
-                     need_weights: bool = False, block: int | None = None):
+                     need_weights: bool = False, block: int | None = None,
+                     weights_dtype: torch.dtype = torch.float32):
     """Longformer attention for one layer.
 
     q, k, v:  (H, n, hd) local projections of every position.
     qg:       (H, G, hd) global query projections of the global tokens only (G ascending positions);
     kg, vg:   (H, n, hd) global key/value projections of every position. All three None when G == 0.
     valid:    (n,) bool, False at padding (None: no padding).
-    Returns out (H, n, hd) and, if need_weights, AttentionWeights (fp32) else None.
+    Returns out (H, n, hd) and, if need_weights, AttentionWeights in `weights_dtype` (softmax is always fp32).
     """
     H, n, hd = q.shape
     scale = 1.0 / math.sqrt(hd)
@@ -143,18 +157,20 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     w = spec.one_sided
     dilations = sorted(set(spec.dilation))
     if len(dilations) == 1:
-        out, band, tog = _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block)
+        out, band, tog, rec = _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block,
+                                       weights_dtype)
     else:  # heads grouped by dilation
         out = q.new_empty(H, n, hd)
-        band = torch.zeros(H, n, 2 * w + 1, device=dev) if need_weights else None
-        tog = torch.zeros(H, n, G, device=dev) if need_weights else None
+        band = torch.zeros(H, n, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
+        tog = torch.zeros(H, n, G, device=dev, dtype=weights_dtype) if need_weights else None
+        rec = torch.zeros(H, n, device=dev) if need_weights else None
         for d in dilations:
             heads = torch.tensor([i for i, x in enumerate(spec.dilation) if x == d], device=dev)
-            o, b, t = _dilated(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads],
-                               need_weights, block)
+            o, b, t, r = _dilated(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads],
+                                  need_weights, block, weights_dtype)
             out[heads] = o
             if need_weights:
-                band[heads], tog[heads] = b, t
+                band[heads], tog[heads], rec[heads] = b, t, r
 
     from_global = None
     if G:
@@ -164,11 +180,12 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
         out[:, g_idx] = (from_global.to(vg.dtype) @ vg).to(out.dtype)
     if not need_weights:
         return out, None
-    silent = is_global | ~valid  # rows that hold no band / to_global weights
-    band, tog = band.float(), tog.float()  # fresh tensors from the kernel: zero the silent rows in place
-    silent_rows = silent.nonzero().flatten()
+    # rows that hold no band / to_global weights; band and tog are fresh kernel tensors, zeroed in place
+    silent_rows = (is_global | ~valid).nonzero().flatten()
     band[:, silent_rows] = 0.0
     tog[:, silent_rows] = 0.0
-    if from_global is None:
-        from_global = band.new_zeros(H, 0, n)
-    return out, AttentionWeights(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens))
+    if G:  # what the global tokens receive (columns) and give (their rows), on top of the band
+        rec[:, g_idx] += tog.float().sum(1)
+        rec += from_global.sum(1)
+    from_global = band.new_zeros(H, 0, n) if from_global is None else from_global.to(weights_dtype)
+    return out, AttentionWeights(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens), rec)

@@ -25,7 +25,8 @@ class EncoderLayer(nn.Module):
 
     def forward(self, hidden, spec, global_tokens, valid, need_weights, capture):
         context, _ = self.attention(hidden, spec=spec, global_tokens=global_tokens, valid=valid,
-                                    need_weights=need_weights, capture=capture)
+                                    need_weights=need_weights, capture=capture,
+                                    weights_dtype=capture.dtype if capture is not None else torch.float32)
         attn = self.attention_output(context, hidden)
         return self.output(self.intermediate(attn), attn)
 

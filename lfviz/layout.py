@@ -22,6 +22,7 @@ class AttentionWeights:
     from_global: torch.Tensor  # (H, G, n)
     dilation: tuple[int, ...]  # per head, to map band columns to keys
     global_tokens: tuple[int, ...]
+    received: torch.Tensor | None = None  # (H, n) fp32 column sums, when the kernel computed them (derived)
 
     @property
     def window(self) -> int:
@@ -31,7 +32,8 @@ class AttentionWeights:
         return AttentionWeights(self.band.to(device=device, dtype=dtype),
                                 self.to_global.to(device=device, dtype=dtype),
                                 self.from_global.to(device=device, dtype=dtype),
-                                self.dilation, self.global_tokens)
+                                self.dilation, self.global_tokens,
+                                None if self.received is None else self.received.to(device=device))
 
     def dense(self, rows: slice | None = None, cols: slice | None = None) -> torch.Tensor:
         """(H, r, c) dense weights for a span of queries (rows) and keys (cols); the whole (H, n, n) by default."""

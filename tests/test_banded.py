@@ -31,6 +31,7 @@ def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed
     torch.testing.assert_close(w.from_global, ref.from_global, atol=TOL, rtol=0)
     dense = weights_to_dense(w)
     torch.testing.assert_close(dense, ref_probs, atol=TOL, rtol=0)
+    torch.testing.assert_close(w.received, ref_probs.sum(1), atol=TOL, rtol=0)  # what each key receives
     rows = dense.sum(-1)[:, valid]
     torch.testing.assert_close(rows, torch.ones_like(rows), atol=1e-5, rtol=0)  # rows sum to 1
     # need_weights=False gives the same output
