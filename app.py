@@ -1,6 +1,7 @@
 """lfviz app entry: shared state and sidebar, then routing. Pages live in pages/ and stay thin.
 
-Icons are emoji: Streamlit fetches :material/...: icons from an outside server, and the app must work offline.
+No page icons: Streamlit fetches :material/...: icons from an outside server (the app must work offline),
+and emoji need a font that a teaching machine may lack.
 """
 import streamlit as st
 
@@ -10,12 +11,12 @@ st.set_page_config(page_title="lfviz: Longformer attention", page_icon="🔭", l
 app_state.init_state()
 
 pages = [
-    st.Page("pages/document.py", title="Document", icon="📄", default=True),
-    st.Page("pages/pattern.py", title="Pattern", icon="🔲"),
-    st.Page("pages/attention.py", title="Attention", icon="👁️"),
-    st.Page("pages/global_lab.py", title="Global-token lab", icon="🧪"),
-    st.Page("pages/head_view.py", title="Head view", icon="🕸️"),
-    st.Page("pages/scaling.py", title="Scaling", icon="⏱️"),
+    st.Page("pages/document.py", title="Document", default=True),
+    st.Page("pages/pattern.py", title="Pattern"),
+    st.Page("pages/attention.py", title="Attention"),
+    st.Page("pages/global_lab.py", title="Global-token lab"),
+    st.Page("pages/head_view.py", title="Head view"),
+    st.Page("pages/scaling.py", title="Scaling"),
 ]
 nav = st.navigation(pages)
 app_state.sidebar()

@@ -206,7 +206,7 @@ def sidebar() -> None:
             _synced(st.number_input, "head", "Head", 0, runner.num_heads - 1, step=1)
         cfg = current_config()
         if cfg is not None and cfg.uses_dilation and runner is not None and runner.converted:
-            st.warning("Out of distribution: this model was never trained with dilation > 1.", icon="🧪")
+            st.warning("Out of distribution: this model was never trained with dilation > 1.")
         for msg in ss.get("url_errors", []):
             st.warning(msg)
         if runner is not None:
