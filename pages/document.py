@@ -75,6 +75,9 @@ with left:
     queries = st.text_area("Queries or labels to rank the document against (one per line)",
                            value="\n".join(ss.get("queries", [])), key="queries_text", height=100)
     ss["queries"] = [q.strip() for q in queries.splitlines() if q.strip()]
+    question = st.text_input("Question asked of the document (QA models answer it; its tokens can be made "
+                             "global in the lab)", value=ss.get("question") or "", key="question_text")
+    ss["question"] = question.strip() or None
 
 if runner is not None:
     if not ss["document"].strip():

@@ -84,3 +84,16 @@ def test_export_a_run_from_the_document_page(tmp_path):
     res = lfviz.load_result(tmp_path / "run.safetensors")
     assert res.capture.captured_layers == [0, 2] and res.tokens[0] == "[CLS]"
     assert res.config == lfviz.AttentionConfig(window=512, global_tokens=(0,))
+
+
+def test_question_sample_and_question_field():
+    at = new_app()
+    at.query_params["sample"] = "qa_passage"
+    at.run()
+    assert not at.exception
+    q = at.session_state["question"]
+    assert q and at.text_input(key="question_text").value == q
+    with_question = int(at.metric[0].value.replace(",", ""))
+    at.text_input(key="question_text").set_value("").run()
+    assert at.session_state["question"] is None
+    assert int(at.metric[0].value.replace(",", "")) < with_question  # the question's tokens are gone
