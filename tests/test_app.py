@@ -1,8 +1,7 @@
 """AppTest: the app opens on the embedded model with a sample, every page runs, links reopen a view.
 
-Note: with st.navigation, AppTest (streamlit 1.67) executes app.py on the first run only; later runs and
-switch_page execute just the page script, so the sidebar drawn by app.py is absent from later element trees.
-The app keeps its configuration in plain session keys, which the tests read and set."""
+The configuration lives in plain session keys (the sidebar widgets write there); the tests set and read those keys
+directly."""
 from streamlit.testing.v1 import AppTest
 
 PAGES = ["pages/document.py", "pages/pattern.py", "pages/attention.py", "pages/global_lab.py",
@@ -58,8 +57,6 @@ def test_malformed_link_keeps_defaults_and_says_why():
 
 def test_bad_configuration_in_the_sidebar_is_reported_and_kept():
     at = new_app().run()
-    # AppTest re-executes only the page script after its first run, so later runs set the configuration
-    # through session state (where the sidebar widgets write it) rather than through the sidebar widgets.
     at.sidebar.text_input(key="sidebar_window").set_value("7").run()
     assert not at.exception
     assert at.session_state["window"] == "7"  # the widget wrote it; the user's text stays, to be fixed

@@ -1,15 +1,14 @@
 """AppTest of the Attention page, driven through its keyed widgets and the shared session keys.
 
-The sidebar's values are set through session state: after switch_page, AppTest (streamlit 1.67) leaves the
-widgets that app.py renders before nav.run() out of its element tree, though the app keeps and uses them."""
-import base64
+The configuration lives in plain session keys (the sidebar widgets write there); the tests set and read those keys
+directly."""
 import html
 import json
 import math
 import re
 
 import numpy as np
-from streamlit.testing.v1 import AppTest
+from apptools import chart, open_page, values
 
 from lfviz.samples import list_samples
 
@@ -17,15 +16,7 @@ DOC = "Hello <script>alert(1)</script> world & friends. The board approved the b
 
 
 def page(document=DOC, **state):
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.session_state["document"] = document
-    at.session_state["sample"] = "custom"
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    at.switch_page("pages/attention.py").run()
-    assert not at.exception
-    return at
+    return open_page("attention", document, **state)
 
 
 def rerun(at, **state):
@@ -34,22 +25,6 @@ def rerun(at, **state):
     at.run()
     assert not at.exception
     return at
-
-
-def values(v):
-    """A spec array: a plain list, or Plotly's base64 typed array {"dtype", "bdata", "shape"}."""
-    if isinstance(v, dict) and "bdata" in v:
-        arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        return arr.reshape([int(s) for s in v["shape"].split(",")]) if "shape" in v else arr
-    return np.asarray(v)
-
-
-def chart(at, title_part):
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        if title_part in json.dumps(spec.get("layout", {}).get("title", "")):
-            return spec
-    raise AssertionError(f"no chart titled {title_part!r}")
 
 
 def title(spec):

@@ -5,7 +5,7 @@ holds the page in `srcdoc`, whose inlined parameters the tests read back."""
 import json
 import re
 
-from streamlit.testing.v1 import AppTest
+from apptools import open_page
 
 from lfviz import headview
 
@@ -13,15 +13,7 @@ DOC = "The contract ends on termination. The budget was approved by the board. "
 
 
 def head_view_page(**state):
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.session_state["document"] = DOC
-    at.session_state["sample"] = "custom"
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    at.switch_page("pages/head_view.py").run()
-    assert not at.exception
-    return at
+    return open_page("head_view", DOC, **state)
 
 
 def shown(at) -> tuple[dict, str]:

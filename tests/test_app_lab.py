@@ -1,40 +1,14 @@
 """AppTest of the Global-token lab, driven through its keyed widgets.
 
-The sidebar's values are read through session state: after switch_page, AppTest (streamlit 1.67) leaves the
-widgets that app.py renders before nav.run() out of its element tree, though the app keeps and uses them."""
-import base64
-import json
-
-import numpy as np
-from streamlit.testing.v1 import AppTest
+The configuration lives in plain session keys (the sidebar widgets write there); the tests set and read those keys
+directly."""
+from apptools import chart, open_page, values
 
 DOC = "The contract ends on termination. The budget was approved by the board. " * 12
 
 
 def lab():
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.session_state["document"] = DOC
-    at.session_state["queries"] = ["termination of the contract", "bread recipe"]
-    at.session_state["sample"] = "custom"
-    at.run()
-    at.switch_page("pages/global_lab.py").run()
-    assert not at.exception
-    return at
-
-
-def chart(at, key_part):
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        if key_part in json.dumps(spec.get("layout", {}).get("title", "")):
-            return spec
-    raise AssertionError(f"no chart titled {key_part!r}")
-
-
-def values(x):
-    """A plotly JSON array: a list, or numpy data as {"dtype", "bdata" (base64)}."""
-    if isinstance(x, dict) and "bdata" in x:
-        return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]).tolist()
-    return x
+    return open_page("global_lab", DOC, queries=["termination of the contract", "bread recipe"])
 
 
 def variant_scores(at):

@@ -1,7 +1,7 @@
 """AppTest of the Pattern page, driven through its keyed widgets and the sidebar's session keys.
 
-Sidebar values are set through session state: after switch_page, AppTest (streamlit 1.67) leaves the widgets
-app.py renders before nav.run() out of its element tree, though the app keeps and uses them."""
+The configuration lives in plain session keys (the sidebar widgets write there); the tests set and read those keys
+directly."""
 import base64
 import json
 import re

@@ -1,7 +1,7 @@
 """AppTest of the Scaling page, driven through its keyed widgets with tiny lengths.
 
-The sidebar's configuration is set through session state: after switch_page, AppTest (streamlit 1.67) runs only
-the page script, so the sidebar's widgets are not in the element tree (the app keeps the values in plain keys)."""
+The configuration lives in plain session keys (the sidebar widgets write there); the tests set and read those keys
+directly."""
 import json
 
 from streamlit.testing.v1 import AppTest

@@ -1,0 +1,36 @@
+"""Shared AppTest helpers: open a page on a given document, find a Plotly chart by title, decode its arrays."""
+import base64
+import json
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+
+def open_page(page: str, document: str, **state) -> AppTest:
+    """The app with `document` (and any other session values), switched to pages/<page>.py, no exception."""
+    at = AppTest.from_file("../app.py", default_timeout=180)
+    at.session_state["document"] = document
+    at.session_state["sample"] = "custom"
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart(at, title_part: str) -> dict:
+    """The JSON spec of the Plotly chart whose title contains `title_part`."""
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        if title_part in json.dumps(spec.get("layout", {}).get("title", "")):
+            return spec
+    raise AssertionError(f"no chart titled {title_part!r}")
+
+
+def values(v) -> np.ndarray:
+    """A spec array: a plain list, or Plotly's base64 typed array {"dtype", "bdata", "shape"}."""
+    if isinstance(v, dict) and "bdata" in v:
+        arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return arr.reshape([int(s) for s in v["shape"].split(",")]) if "shape" in v else arr
+    return np.asarray(v)
