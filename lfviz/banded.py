@@ -108,6 +108,7 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
 def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None, weights_dtype=torch.float32):
     """Band attention with dilation d for heads (h, n, hd): each residue class i mod d is an undilated band."""
     h, n, hd = q.shape
+    d = min(d, n)  # d >= n reaches no key but the token itself: the same as d = n, without padding to d rows
     if d == 1:
         out, band, tog, rec = _band_core(q[None], k[None], v[None], key_ok[None], w, gk, gv, need_weights, block,
                                          weights_dtype=weights_dtype)

@@ -65,6 +65,9 @@ class Runner:
         enc = tok(*args, add_special_tokens=True, truncation=False, return_offsets_mapping=tok.is_fast,
                   verbose=False)
         ids = list(enc["input_ids"])
+        if all(i in tok.all_special_ids for i in ids):
+            raise ValueError("the text has no readable characters (only spaces, invisible or control characters): "
+                             "paste or upload a document with some words in it")
         seq = enc.sequence_ids() if tok.is_fast else [None if t in tok.all_special_ids else 0 for t in ids]
         doc_seq = 1 if question else 0
         context = [s == doc_seq for s in seq]

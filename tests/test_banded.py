@@ -108,3 +108,8 @@ def test_property_random_configs(n, half, heads, data):
     gt = data.draw(st.lists(st.integers(0, max(real - 1, 0)), max_size=4, unique=True)) if real else []
     block = data.draw(st.sampled_from([None, 1, 4, 16]))
     check(n, 2 * half, heads, tuple(gt), n_pad=n_pad, block=block, seed=n)
+
+
+def test_dilation_beyond_the_text_is_cheap_and_exact():
+    w = check(7, 4, [10 ** 6, 1])
+    assert w.band[0, 3].nonzero().flatten().tolist() == [2]  # only its own column
