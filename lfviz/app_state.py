@@ -77,6 +77,12 @@ def run_document(config: AttentionConfig | None = None, capture: bool = True, te
     except ValueError as e:
         st.error(f"Cannot run this configuration: {e}")
         return None
+    except torch.cuda.OutOfMemoryError:
+        _cached_run.clear()  # drop cached captures so the memory can be reused
+        torch.cuda.empty_cache()
+        st.error("The GPU ran out of memory for this run. Shorten the document, use a smaller window or fewer "
+                 "global tokens; the previous settings still work.")
+        return None
 
 
 # -- state -----------------------------------------------------------------------------------------------------

@@ -94,3 +94,45 @@ def test_question_sample_and_question_field():
     at.text_input(key="question_text").set_value("").run()
     assert at.session_state["question"] is None
     assert int(at.metric[0].value.replace(",", "")) < with_question  # the question's tokens are gone
+
+
+def test_gpu_out_of_memory_is_a_message_and_the_app_keeps_working(monkeypatch):
+    import torch
+
+    import lfviz.runner
+
+    real_run = lfviz.runner.Runner.run
+
+    def oom(self, *a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    at = new_app()
+    at.session_state["document"], at.session_state["sample"] = "Some text to run on the GPU.", "custom"
+    at.run()
+    monkeypatch.setattr(lfviz.runner.Runner, "run", oom)
+    at.switch_page("pages/attention.py").run()
+    assert not at.exception and any("ran out of memory" in e.value for e in at.error)
+    monkeypatch.setattr(lfviz.runner.Runner, "run", real_run)
+    at.session_state["window"] = "16"
+    at.run()
+    assert not at.exception and not at.error
+
+
+def test_a_model_that_fails_to_load_is_not_cached(monkeypatch, tmp_path):
+    from lfviz import app_state
+
+    calls = []
+    real = app_state.load_runner
+
+    def flaky(model, **kw):
+        calls.append(model)
+        if len(calls) == 1:
+            raise ValueError("half-way failure")
+        return real("embedded")
+
+    monkeypatch.setattr(app_state, "load_runner", flaky)
+    key = str(tmp_path / "some-model")
+    with __import__("pytest").raises(ValueError):
+        app_state.get_runner(key)
+    assert app_state.get_runner(key).model_id == "embedded"  # tried again, not a cached failure
+    assert calls == [key, key]

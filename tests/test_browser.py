@@ -180,3 +180,21 @@ def test_click_a_token_to_make_it_global(browser_page):
     assert not exceptions(page)
     assert dialogs == [], f"a dialog fired: {dialogs}"
     assert outside == []
+
+
+def test_hostile_document_on_every_page(browser_page):
+    """After test_click_... the document holds <script>, </script> and onerror payloads: every view shows them
+    as text, no dialog fires, nothing breaks."""
+    page, outside, dialogs, _ = browser_page
+    for title, slug in PAGES:
+        goto(page, title)
+        if slug == "head_view":
+            page.frame_locator("iframe").first.locator("svg").first.wait_for(timeout=60_000)
+        if slug == "attention":
+            page.get_by_role("tab", name="Received, over the text").click()
+            wait_idle(page)
+            assert page.get_by_text("<script>alert(1)</script>", exact=False).count() > 0
+        assert not exceptions(page), (title, exceptions(page))
+    page.screenshot(path=str(SHOTS / "hostile_last_page.png"), full_page=True)
+    assert dialogs == [], f"a dialog fired: {dialogs}"
+    assert outside == []
