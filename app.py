@@ -20,4 +20,5 @@ pages = [
 ]
 nav = st.navigation(pages)
 app_state.sidebar()
+app_state.mark_routed()
 nav.run()

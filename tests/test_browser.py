@@ -40,6 +40,12 @@ def _need_browser():
         pytest.skip(f"needs {missing}: apt-get install chromium")
 
 
+class Server(str):
+    """The server's URL (a str), with the process id as .pid."""
+
+    url = property(str.__str__)
+
+
 @pytest.fixture(scope="module")
 def server():
     _need_browser()
@@ -61,7 +67,9 @@ def server():
                 time.sleep(0.5)
         else:
             raise RuntimeError("streamlit did not start")
-        yield url
+        handle = Server(url)
+        handle.pid = proc.pid
+        yield handle
     finally:
         proc.terminate()
         try:
