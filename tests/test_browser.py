@@ -206,3 +206,17 @@ def test_hostile_document_on_every_page(browser_page):
     page.screenshot(path=str(SHOTS / "hostile_last_page.png"), full_page=True)
     assert dialogs == [], f"a dialog fired: {dialogs}"
     assert outside == []
+
+
+def test_a_binary_upload_is_refused_and_the_document_kept(browser_page, tmp_path):
+    page, outside, dialogs, _ = browser_page
+    goto(page, "Document")
+    area = page.locator('[data-testid="stTextArea"] textarea').first
+    before = area.input_value()
+    bad = tmp_path / "notes.txt"
+    bad.write_bytes(b"\xff\xfe\x00\x81binary\x00\x9c" * 50)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    wait_idle(page)
+    assert page.get_by_text("is not UTF-8 text", exact=False).count() == 1
+    assert area.input_value() == before
+    assert not exceptions(page)
