@@ -220,3 +220,20 @@ def test_a_binary_upload_is_refused_and_the_document_kept(browser_page, tmp_path
     assert page.get_by_text("is not UTF-8 text", exact=False).count() == 1
     assert area.input_value() == before
     assert not exceptions(page)
+
+
+def test_oversized_uploads_are_refused_and_the_document_kept(browser_page, tmp_path):
+    """The upload cap (.streamlit/config.toml) is enforced by Streamlit's uploader before the file reaches the
+    app, with its own message; the page's own size check is a second line for clients that skip it."""
+    page, outside, dialogs, _ = browser_page
+    goto(page, "Document")
+    area = page.locator('[data-testid="stTextArea"] textarea').first
+    before = area.input_value()
+    for words in (410_000, 800_000):  # 2.05 MB and 4 MB of valid UTF-8 text
+        big = tmp_path / f"long{words}.txt"
+        big.write_text("word " * words)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
+        wait_idle(page)
+        assert page.get_by_text("must be 2.0MB or smaller", exact=False).count() >= 1
+        assert area.input_value() == before
+    assert not exceptions(page)
