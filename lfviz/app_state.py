@@ -23,7 +23,8 @@ from .textspec import config_from_text, config_to_text
 MODEL_CHOICES = {"embedded": "Embedded MiniLM, converted (4,096 tokens)",
                  "embedded-16k": "Embedded MiniLM, converted (16,384 tokens)"}
 URL_KEYS = ("model", "sample", "window", "dilation", "global", "layer", "head")
-MAX_UPLOAD_BYTES = 2_000_000
+MAX_UPLOAD_BYTES = 2_000_000  # text uploads; run exports may be up to MAX_EXPORT_MB
+MAX_EXPORT_MB = 200
 
 
 # -- routing ----------------------------------------------------------------------------------------------------

@@ -80,8 +80,15 @@ class RunResult:
         return tensors, meta
 
 
-def load_result(path: str | Path) -> RunResult:
-    """Read a file written by `RunResult.save`; a clear ValueError if it is not one."""
+def load_result(path: str | Path | bytes) -> RunResult:
+    """Read a file written by `RunResult.save` (a path, or its bytes); a clear ValueError if it is not one."""
+    if isinstance(path, (bytes, bytearray)):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / "upload.safetensors"
+            file.write_bytes(path)
+            return load_result(file)
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no such file: {path}")

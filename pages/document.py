@@ -3,6 +3,7 @@ import streamlit as st
 
 from lfviz import app_state
 from lfviz.samples import list_samples
+from lfviz.result import load_result
 from lfviz.textspec import config_to_text
 
 app_state.ensure_app_routing()
@@ -49,7 +50,8 @@ with right:
                  key="sample_choice", format_func=lambda i: samples[i].title if i in samples else "My own text",
                  on_change=lambda: app_state.use_sample(ss["sample_choice"]) if ss["sample_choice"] != "custom"
                  else ss.update(sample="custom"))
-    upload = st.file_uploader("Upload a .txt file", type=["txt", "md"], key="upload")
+    upload = st.file_uploader("Upload a .txt file", type=["txt", "md"], key="upload",
+                              max_upload_size=app_state.MAX_UPLOAD_BYTES // 1_000_000)
     if upload is not None and ss.get("_uploaded") != upload.file_id:
         ss["_uploaded"] = upload.file_id
         data = upload.getvalue()
@@ -112,3 +114,46 @@ if runner is not None and cfg is not None and ss["document"].strip():
             st.download_button(f"Download ({size:.1f} MB, layers {ss['_doc_export_layers']})", ss["_doc_export"],
                                "lfviz_run.safetensors", "application/octet-stream", key="doc_export_download")
             st.caption("Open it again in Python with `lfviz.load_result('lfviz_run.safetensors')`.")
+
+
+# -- opening an export -------------------------------------------------------------------------------------------------
+def _use_export():
+    info = ss["_import"]
+    ss.update(document=info["text"], sample="custom", window=info["config"]["window"],
+              dilation=info["config"]["dilation"], **{"global": info["config"]["global"]})
+    if info["model"] in app_state.MODEL_CHOICES:
+        ss["model"] = info["model"]
+
+
+with st.expander("Open an export (.safetensors made by lfviz)"):
+    exported = st.file_uploader("lfviz export", type=["safetensors"], key="doc_import",
+                                max_upload_size=app_state.MAX_EXPORT_MB)
+    if exported is not None and ss.get("_imported") != exported.file_id:
+        ss["_imported"] = exported.file_id
+        ss.pop("_import", None)
+        try:
+            res = load_result(exported.getvalue())
+        except ValueError as e:
+            st.error(f"{e}. Your current document and settings are kept.")
+        else:
+            ss["_import"] = {"model": res.model_id, "config": config_to_text(res.config), "text": res.text,
+                             "tokens": res.n, "layers": res.capture.captured_layers}
+    info = ss.get("_import")
+    if info:
+        st.write(f"Made with **{info['model']}** on {info['tokens']:,} tokens; layers captured "
+                 f"{info['layers']}; configuration {info['config']}.")
+        differences = []
+        if info["model"] != ss["model"]:
+            differences.append(f"model {info['model']} (current: {ss['model']})")
+        current = {k: ss[k] for k in ("window", "dilation", "global")}
+        differences += [f"{k} {info['config'][k]!r} (current: {current[k]!r})"
+                        for k in current if info["config"][k] != current[k]]
+        if differences:
+            st.warning("This export differs from the current view: " + "; ".join(differences) + ".")
+        if info["model"] not in app_state.MODEL_CHOICES and info["model"] != ss["model"]:
+            st.caption(f"{info['model']} cannot be opened from here: load it above to reproduce the export exactly; "
+                       "its document and configuration still work with the current model.")
+        if info["text"] is None:
+            st.info("This export was made from token ids, not text: there is no document to reopen.")
+        else:
+            st.button("Use its document and configuration", key="doc_import_use", on_click=_use_export)

@@ -46,13 +46,34 @@ class Server(str):
     url = property(str.__str__)
 
 
+# Loaded into the server process (sitecustomize on PYTHONPATH): logs every connection to a non-loopback address.
+NET_GUARD = """
+import os, socket
+_log = os.environ["LFVIZ_NET_LOG"]
+_loopback = ("127.", "localhost", "::1", "0.0.0.0")
+for _name in ("connect", "connect_ex"):
+    _real = getattr(socket.socket, _name)
+    def _guarded(self, address, _real=_real):
+        if isinstance(address, tuple) and not str(address[0]).startswith(_loopback):
+            with open(_log, "a") as f:
+                f.write(f"{address[0]}:{address[1]}\\n")
+        return _real(self, address)
+    setattr(socket.socket, _name, _guarded)
+"""
+
+
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     _need_browser()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    guard = tmp_path_factory.mktemp("netguard")
+    (guard / "sitecustomize.py").write_text(NET_GUARD)
+    log = guard / "outside.log"
+    log.write_text("")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LFVIZ_NET_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join([str(guard), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
                              "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
@@ -68,7 +89,7 @@ def server():
         else:
             raise RuntimeError("streamlit did not start")
         handle = Server(url)
-        handle.pid = proc.pid
+        handle.pid, handle.net_log = proc.pid, log
         yield handle
     finally:
         proc.terminate()
@@ -215,7 +236,7 @@ def test_a_binary_upload_is_refused_and_the_document_kept(browser_page, tmp_path
     before = area.input_value()
     bad = tmp_path / "notes.txt"
     bad.write_bytes(b"\xff\xfe\x00\x81binary\x00\x9c" * 50)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    page.locator('.st-key-upload [data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
     wait_idle(page)
     assert page.get_by_text("is not UTF-8 text", exact=False).count() == 1
     assert area.input_value() == before
@@ -232,8 +253,46 @@ def test_oversized_uploads_are_refused_and_the_document_kept(browser_page, tmp_p
     for words in (410_000, 800_000):  # 2.05 MB and 4 MB of valid UTF-8 text
         big = tmp_path / f"long{words}.txt"
         big.write_text("word " * words)
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
+        page.locator('.st-key-upload [data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
         wait_idle(page)
         assert page.get_by_text("must be 2.0MB or smaller", exact=False).count() >= 1
         assert area.input_value() == before
     assert not exceptions(page)
+
+
+def test_open_an_export_with_another_configuration(browser_page, tmp_path):
+    """An export made elsewhere with another configuration: the app says how it differs and can adopt it; a
+    damaged export gets a message and changes nothing."""
+    import lfviz
+
+    page, outside, dialogs, _ = browser_page
+    runner = lfviz.load_runner("embedded", device="cpu")
+    text = "An exported document about sliding windows and global tokens."
+    cfg = lfviz.AttentionConfig(window=32, dilation=2, global_tokens=(0, 3))
+    good = runner.run(text, config=cfg, capture_layers=[1]).save(tmp_path / "run.safetensors")
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(good.read_bytes()[:5000])
+    goto(page, "Document")
+    area = page.locator('[data-testid="stTextArea"] textarea').first
+    before = area.input_value()
+    page.get_by_text("Open an export", exact=False).click()
+    uploader = page.locator('.st-key-doc_import [data-testid="stFileUploaderDropzoneInput"]')
+    uploader.set_input_files(str(damaged))
+    wait_idle(page)
+    assert page.get_by_text("export the run again", exact=False).count() == 1
+    assert area.input_value() == before
+    uploader.set_input_files(str(good))
+    wait_idle(page)
+    assert page.get_by_text("This export differs from the current view", exact=False).count() == 1
+    page.locator(".st-key-doc_import_use button").click()
+    wait_idle(page)
+    window = page.locator('[data-testid="stSidebar"] input[aria-label^="Window"]')
+    assert window.input_value() == "32"
+    assert area.input_value() == text
+    assert not exceptions(page)
+
+
+def test_zz_the_server_made_no_outside_connection(server, browser_page):
+    """Runs after the others in this file: nothing the server did (model loading, runs, every page) opened a
+    connection to a non-loopback address."""
+    assert server.net_log.read_text() == ""

@@ -58,3 +58,11 @@ def test_export_subset_in_memory(embedded, tmp_path):
     back = lfviz.load_result(tmp_path / "sub.safetensors")
     assert back.capture.captured_layers == [1, 4]
     assert torch.equal(back.capture.band(4), res.capture.band(4)) and back.tokens == res.tokens
+
+
+def test_load_from_bytes(embedded):
+    res = embedded.run(DOC, capture_layers=[0])
+    back = lfviz.load_result(res.to_bytes())
+    assert back.tokens == res.tokens and torch.equal(back.capture.band(0), res.capture.band(0))
+    with pytest.raises(ValueError, match="not a readable"):
+        lfviz.load_result(b"garbage")
