@@ -292,6 +292,24 @@ def test_open_an_export_with_another_configuration(browser_page, tmp_path):
     assert not exceptions(page)
 
 
+def test_wrong_file_type_and_a_one_megabyte_paste(browser_page, tmp_path):
+    page, outside, dialogs, _ = browser_page
+    goto(page, "Document")
+    area = page.locator('[data-testid="stTextArea"] textarea').first
+    before = area.input_value()
+    pdf = tmp_path / "paper.pdf"
+    pdf.write_bytes(b"%PDF-1.4 not text")
+    page.locator('.st-key-upload [data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(pdf))
+    wait_idle(page)
+    assert page.get_by_text("not allowed", exact=False).count() >= 1  # the uploader names the accepted types
+    assert area.input_value() == before
+    area.fill("word " * 200_000)  # 1 MB
+    area.press("Control+Enter")
+    wait_idle(page)
+    assert page.get_by_text("only the first 4096 tokens", exact=False).count() >= 1  # truncation is visible
+    assert not exceptions(page)
+
+
 def test_zz_the_server_made_no_outside_connection(server, browser_page):
     """Runs after the others in this file: nothing the server did (model loading, runs, every page) opened a
     connection to a non-loopback address."""

@@ -36,3 +36,14 @@ def test_console_script(tmp_path):
                            "--global", "0", str(doc), "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert out.exists() and "embedded" in proc.stdout
+
+
+def test_make_run_binds_to_loopback_unless_asked():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    plain = subprocess.run(["make", "-n", "run"], cwd=root, capture_output=True, text=True).stdout
+    assert "--server.address 127.0.0.1" in plain
+    shared = subprocess.run(["make", "-n", "run", "ADDRESS=0.0.0.0"], cwd=root, capture_output=True, text=True).stdout
+    assert "--server.address 0.0.0.0" in shared
+    assert 'address = "127.0.0.1"' in (root / ".streamlit" / "config.toml").read_text()  # plain streamlit run too

@@ -119,3 +119,29 @@ def test_cuda_request_without_gpu_is_clear():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         lfviz.load_runner("embedded", device="cuda")
+
+
+def test_remote_code_is_never_trusted(tmp_path, bert_tokenizer, monkeypatch):
+    """Every from_pretrained call lfviz makes passes trust_remote_code=False and asks for safetensors."""
+    import transformers
+
+    import lfviz.loading as loading
+
+    seen = []
+    real_model = LongformerForSequenceClassification.from_pretrained.__func__
+    real_tok = transformers.AutoTokenizer.from_pretrained.__func__
+
+    def spy_model(cls, *a, **kw):
+        seen.append(("model", kw.get("trust_remote_code"), kw.get("use_safetensors")))
+        return real_model(cls, *a, **kw)
+
+    def spy_tok(cls, *a, **kw):
+        seen.append(("tokenizer", kw.get("trust_remote_code"), None))
+        return real_tok(cls, *a, **kw)
+
+    monkeypatch.setattr(LongformerForSequenceClassification, "from_pretrained", classmethod(spy_model))
+    monkeypatch.setattr(loading.AutoTokenizer, "from_pretrained", classmethod(spy_tok))
+    path = save_tiny(LongformerForSequenceClassification, tmp_path / "cls", bert_tokenizer, num_labels=2)
+    lfviz.load_runner(str(path), device="cpu")
+    assert ("model", False, True) in seen and ("tokenizer", False, None) in seen
+    assert all(flag is False for _, flag, _ in seen)
