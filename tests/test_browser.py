@@ -156,6 +156,18 @@ def exceptions(page):
     return page.locator('[data-testid="stException"]').all_inner_texts()
 
 
+def document_text(page):
+    """Open the Document page: (its text area, the document it holds now)."""
+    goto(page, "Document")
+    area = page.locator('[data-testid="stTextArea"] textarea').first
+    return area, area.input_value()
+
+
+def upload_text_file(page, path):
+    page.locator('.st-key-upload [data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    wait_idle(page)
+
+
 def chart_data(page):
     return page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
                          ".map(d => (d.data || []).map(t => t.y ? Array.from(t.y) : null))")
@@ -185,8 +197,7 @@ def test_every_page_renders_offline(browser_page):
 
 def test_click_a_token_to_make_it_global(browser_page):
     page, outside, dialogs, _ = browser_page
-    goto(page, "Document")
-    area = page.locator('[data-testid="stTextArea"] textarea').first
+    area, _ = document_text(page)
     area.fill(HOSTILE * 4)
     area.press("Control+Enter")
     wait_idle(page)
@@ -231,13 +242,10 @@ def test_hostile_document_on_every_page(browser_page):
 
 def test_a_binary_upload_is_refused_and_the_document_kept(browser_page, tmp_path):
     page, outside, dialogs, _ = browser_page
-    goto(page, "Document")
-    area = page.locator('[data-testid="stTextArea"] textarea').first
-    before = area.input_value()
+    area, before = document_text(page)
     bad = tmp_path / "notes.txt"
     bad.write_bytes(b"\xff\xfe\x00\x81binary\x00\x9c" * 50)
-    page.locator('.st-key-upload [data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
-    wait_idle(page)
+    upload_text_file(page, bad)
     assert page.get_by_text("is not UTF-8 text", exact=False).count() == 1
     assert area.input_value() == before
     assert not exceptions(page)
@@ -247,14 +255,11 @@ def test_oversized_uploads_are_refused_and_the_document_kept(browser_page, tmp_p
     """The upload cap (.streamlit/config.toml) is enforced by Streamlit's uploader before the file reaches the
     app, with its own message; the page's own size check is a second line for clients that skip it."""
     page, outside, dialogs, _ = browser_page
-    goto(page, "Document")
-    area = page.locator('[data-testid="stTextArea"] textarea').first
-    before = area.input_value()
+    area, before = document_text(page)
     for words in (410_000, 800_000):  # 2.05 MB and 4 MB of valid UTF-8 text
         big = tmp_path / f"long{words}.txt"
         big.write_text("word " * words)
-        page.locator('.st-key-upload [data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
-        wait_idle(page)
+        upload_text_file(page, big)
         assert page.get_by_text("must be 2.0MB or smaller", exact=False).count() >= 1
         assert area.input_value() == before
     assert not exceptions(page)
@@ -272,9 +277,7 @@ def test_open_an_export_with_another_configuration(browser_page, tmp_path):
     good = runner.run(text, config=cfg, capture_layers=[1]).save(tmp_path / "run.safetensors")
     damaged = tmp_path / "damaged.safetensors"
     damaged.write_bytes(good.read_bytes()[:5000])
-    goto(page, "Document")
-    area = page.locator('[data-testid="stTextArea"] textarea').first
-    before = area.input_value()
+    area, before = document_text(page)
     page.get_by_text("Open an export", exact=False).click()
     uploader = page.locator('.st-key-doc_import [data-testid="stFileUploaderDropzoneInput"]')
     uploader.set_input_files(str(damaged))
@@ -294,13 +297,10 @@ def test_open_an_export_with_another_configuration(browser_page, tmp_path):
 
 def test_wrong_file_type_and_a_one_megabyte_paste(browser_page, tmp_path):
     page, outside, dialogs, _ = browser_page
-    goto(page, "Document")
-    area = page.locator('[data-testid="stTextArea"] textarea').first
-    before = area.input_value()
+    area, before = document_text(page)
     pdf = tmp_path / "paper.pdf"
     pdf.write_bytes(b"%PDF-1.4 not text")
-    page.locator('.st-key-upload [data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(pdf))
-    wait_idle(page)
+    upload_text_file(page, pdf)
     assert page.get_by_text("not allowed", exact=False).count() >= 1  # the uploader names the accepted types
     assert area.input_value() == before
     area.fill("word " * 200_000)  # 1 MB
