@@ -116,21 +116,11 @@ def stats_table(capture: Capture) -> pd.DataFrame:
 
 
 def dense_span(weights: AttentionWeights, head: int, rows: slice, cols: slice) -> torch.Tensor:
-    """(r, c) float32 dense weights of one head for a span of queries (rows) and keys (cols).
-
-    Equal to `weights_to_dense(weights, rows, cols)[head]`, but it crops the band to the positions the span
-    touches first, so a zoom into a 4k-token document never builds the whole (H, n, W + 1) key index.
-    """
-    n = weights.band.shape[1]
-    r0, r1, _ = rows.indices(n)
-    c0, c1, _ = cols.indices(n)
-    lo, hi = min(r0, c0), max(r1, c1)
-    keep = [k for k, g in enumerate(weights.global_tokens) if lo <= g < hi]
-    # keys outside [lo, hi) fall outside the cropped length and are dropped, as they are outside `cols` too
-    sub = AttentionWeights(weights.band[head:head + 1, lo:hi], weights.to_global[head:head + 1, lo:hi][:, :, keep],
-                           weights.from_global[head:head + 1, keep, lo:hi], (weights.dilation[head],),
-                           tuple(weights.global_tokens[k] - lo for k in keep))
-    return weights_to_dense(sub, slice(r0 - lo, r1 - lo), slice(c0 - lo, c1 - lo))[0].float()
+    """(r, c) float32 dense weights of one head for a span of queries (rows) and keys (cols);
+    `weights_to_dense(weights, rows, cols)[head]`, computed for that head alone."""
+    one = AttentionWeights(weights.band[head:head + 1], weights.to_global[head:head + 1],
+                           weights.from_global[head:head + 1], (weights.dilation[head],), weights.global_tokens)
+    return weights_to_dense(one, rows, cols)[0].float()
 
 
 def global_summary(weights: AttentionWeights, head: int, tokens: list[str], top: int = 5) -> pd.DataFrame:

@@ -40,10 +40,13 @@ class AttentionWeights:
         return weights_to_dense(self, rows, cols)
 
 
-def band_key_index(n: int, window: int, dilation: tuple[int, ...], device=None) -> torch.Tensor:
-    """(H, n, W + 1) key position of each band cell (may fall outside 0..n-1)."""
+def band_key_index(n: int, window: int, dilation: tuple[int, ...], device=None, rows: slice | None = None
+                   ) -> torch.Tensor:
+    """(H, r, W + 1) key position of each band cell of the query rows `rows` (all n by default); positions may
+    fall outside 0..n-1."""
     w = window // 2
-    i = torch.arange(n, device=device).view(1, n, 1)
+    r0, r1, _ = (rows or slice(0, n)).indices(n)
+    i = torch.arange(r0, r1, device=device).view(1, -1, 1)
     c = torch.arange(window + 1, device=device).view(1, 1, -1)
     d = torch.tensor(dilation, device=device).view(-1, 1, 1)
     return i + (c - w) * d
@@ -77,7 +80,7 @@ def weights_to_dense(weights: AttentionWeights, rows: slice | None = None, cols:
     r0, r1, _ = rows.indices(n)
     c0, c1, _ = cols.indices(n)
     out = band.new_zeros(H, r1 - r0, c1 - c0)
-    keys = band_key_index(n, width - 1, weights.dilation, band.device)[:, r0:r1]  # (H, r, W+1)
+    keys = band_key_index(n, width - 1, weights.dilation, band.device, slice(r0, r1))  # (H, r, W+1)
     inside = (keys >= c0) & (keys < c1)
     h_idx, r_idx, c_idx = inside.nonzero(as_tuple=True)
     out[h_idx, r_idx, keys[h_idx, r_idx, c_idx] - c0] = band[:, r0:r1][h_idx, r_idx, c_idx]
