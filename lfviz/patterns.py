@@ -110,7 +110,8 @@ def layer_costs(spec: LayerSpec, n: int, num_heads: int, global_tokens=(), block
              PatternCost("full", n * n, 1.0, num_heads * 4 * n * n)]
     try:
         blocks = bigbird_blocks(n, block, num_random)
-        bb = len(bigbird_pairs(n, block, num_random)[0])
+        size = [min(n, (b + 1) * block) - b * block for b in range(len(blocks))]  # the last block may be short
+        bb = sum(size[q] * sum(size[k] for k in kbs) for q, kbs in enumerate(blocks))  # pairs, without listing them
         stored = sum(len(kbs) for kbs in blocks) * block * block
         costs.append(PatternCost("BigBird", bb, bb / n**2, num_heads * 4 * stored))
     except ValueError:

@@ -60,3 +60,9 @@ def test_reach_grows_by_span_and_globals_connect_everything():
 def test_density_of_full_attention_is_one_everywhere(n, cells):
     d = patterns.density(*patterns.full_pairs(n), n, cells)
     assert np.allclose(d, 1.0)
+
+
+@pytest.mark.parametrize("n", [704, 1000, 4100])
+def test_bigbird_cost_counts_exactly_the_listed_pairs(n):
+    costs = {c.name: c for c in patterns.layer_costs(LayerSpec(8, (1,)), n, 1)}
+    assert costs["BigBird"].pairs == len(patterns.bigbird_pairs(n)[0])
