@@ -2,12 +2,11 @@
 
 The configuration lives in plain session keys (the sidebar widgets write there); the tests set and read those keys
 directly."""
-import base64
 import json
 import re
 
 import numpy as np
-from streamlit.testing.v1 import AppTest
+from apptools import open_page, values
 
 from lfviz.config import AttentionConfig
 from lfviz.mask import dense_mask
@@ -16,13 +15,7 @@ SENTENCE = "The contract ends on termination. The budget was approved by the boa
 
 
 def page(document: str):
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.session_state["document"] = document
-    at.session_state["sample"] = "custom"
-    at.run()
-    at.switch_page("pages/pattern.py").run()
-    assert not at.exception
-    return at
+    return open_page("pattern", document)
 
 
 def charts(at) -> dict[str, dict]:
@@ -35,11 +28,7 @@ def charts(at) -> dict[str, dict]:
 
 
 def z_of(spec) -> np.ndarray:
-    z = spec["data"][0]["z"]
-    if isinstance(z, dict):  # plotly's binary array encoding
-        shape = [int(s) for s in z["shape"].split(",")]
-        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape)
-    return np.asarray(z)
+    return values(spec["data"][0]["z"])
 
 
 def n_tokens(at) -> int:

@@ -4,17 +4,11 @@ The configuration lives in plain session keys (the sidebar widgets write there);
 directly."""
 import json
 
-from streamlit.testing.v1 import AppTest
+from apptools import open_page
 
 
 def scaling_page():
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.session_state["document"] = "A short text."
-    at.session_state["sample"] = "custom"
-    at.run()
-    at.switch_page("pages/scaling.py").run()
-    assert not at.exception
-    return at
+    return open_page("scaling", "A short text.")
 
 
 def charts(at):
