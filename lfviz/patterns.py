@@ -14,7 +14,7 @@ from .config import LayerSpec
 from .layout import band_key_index
 
 
-def _attended_keys(spec: LayerSpec, n: int, global_tokens=(), head: int = 0):
+def longformer_pairs(spec: LayerSpec, n: int, global_tokens=(), head: int = 0):
     """(rows, cols) int arrays of every attended (query, key) pair of one head, built from the band layout.
 
     Band cells are exactly the predicate's local pairs; global rows/columns are added once.
@@ -44,10 +44,6 @@ def density(rows: np.ndarray, cols: np.ndarray, n: int, cells: int = 256) -> np.
     sizes = np.diff(np.ceil(edges).astype(np.int64))  # whole tokens per cell: t lands in i if e[i] <= t < e[i+1]
     area = np.outer(sizes, sizes).astype(np.float64)
     return np.divide(counts, area, out=np.zeros_like(counts), where=area > 0)
-
-
-def longformer_pairs(spec: LayerSpec, n: int, global_tokens=(), head: int = 0):
-    return _attended_keys(spec, n, global_tokens, head)
 
 
 def full_pairs(n: int):
