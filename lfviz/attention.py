@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .banded import banded_attention
+from .banded import banded_attention, positions
 from .config import LayerSpec
 from .layout import AttentionWeights
 
@@ -39,18 +39,20 @@ class BandedSelfAttention(nn.Module):
 
     def forward(self, hidden: torch.Tensor, spec: LayerSpec, global_tokens: tuple[int, ...] = (),
                 valid: torch.Tensor | None = None, need_weights: bool = False, capture=None,
-                weights_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, AttentionWeights | None]:
+                weights_dtype: torch.dtype = torch.float32, impl: str = "auto"
+                ) -> tuple[torch.Tensor, AttentionWeights | None]:
         """hidden: (n, D). Returns the context (n, D) before the output projection, and the weights if asked.
 
         `capture` is not used here: it identifies the run to the forward hooks of `capture.capture_attention`.
+        impl: which kernel computes the band ("auto", "blocked", "flex"; see `banded.banded_attention`).
         """
         n, D = hidden.shape
         q, k, v = self._heads(self.query(hidden)), self._heads(self.key(hidden)), self._heads(self.value(hidden))
         qg = kg = vg = None
         if global_tokens:
-            idx = torch.tensor(global_tokens, dtype=torch.long, device=hidden.device)
+            idx = positions(tuple(global_tokens), hidden.device)
             qg = self._heads(self.query_global(hidden[idx]))  # (H, G, hd): only the global rows need queries
             kg, vg = self._heads(self.key_global(hidden)), self._heads(self.value_global(hidden))
         out, weights = banded_attention(q, k, v, spec, global_tokens, valid, qg, kg, vg, need_weights,
-                                        weights_dtype=weights_dtype)
+                                        weights_dtype=weights_dtype, impl=impl)
         return out.transpose(0, 1).reshape(n, D), weights

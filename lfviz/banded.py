@@ -14,6 +14,7 @@ How it works:
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -29,8 +30,12 @@ def _block_size(w: int, m: int) -> int:
     return max(1, min(b, m))
 
 
+# Scores held at once: a few MB keep the CPU's working set in cache; on a GPU, larger chunks mean fewer launches.
+CHUNK_BYTES = {"cpu": 4 << 20, "cuda": 64 << 20}
+
+
 def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | None = None,
-               chunk_bytes: int = 4 << 20, weights_dtype: torch.dtype = torch.float32):
+               chunk_bytes: int | None = None, weights_dtype: torch.dtype = torch.float32, lse=None):
     """Undilated band + global columns for a batch of sequences.
 
     q, k, v: (Bt, h, m, hd), q already scaled;  key_ok: (Bt, m) bool, keys allowed in the band;
@@ -38,8 +43,10 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
     Returns out (Bt, h, m, hd) and, if need_weights, band (Bt, h, m, 2w + 1), to_global (Bt, h, m, G) and
     received (Bt, h, m) fp32: the band weight each key receives from the rows that count (key_ok rows:
     non-global, non-padding), summed while the probabilities are still in cache.
+    lse: (Bt, h, m) fp32 log-sum-exp of each row's scores when it is already known (FlexAttention returns it):
+    then only the weights are rebuilt, p = exp(score - lse), scores in fp32; out is None and v, gv are unused.
 
-    Blocks are processed a few MB of scores at a time: the working set stays in cache and the temporaries
+    Blocks are processed `chunk_bytes` of scores at a time: the working set stays in cache and the temporaries
     reuse the same memory instead of faulting in fresh pages for every layer.
     """
     Bt, h, m, hd = q.shape
@@ -51,52 +58,69 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
     L = B + 2 * w
     G = gk.shape[1]
     dev = q.device
+    need_weights = need_weights or lse is not None
+    # the scores' dtype: fp32 when rebuilding from an fp32 log-sum-exp (half-precision scores would not match it)
+    sdt = torch.float32 if lse is not None else q.dtype
 
     qb = F.pad(q, (0, 0, 0, mp - m)).view(Bt, h, nb, B, hd)
     kp = F.pad(k, (0, 0, w, mp - m + w))  # (Bt, h, mp + 2w, hd): block b's keys start at row b * B
-    vp = F.pad(v, (0, 0, w, mp - m + w))
     okp = F.pad(key_ok, (w, mp - m + w), value=False)  # (Bt, mp + 2w)
     r = torch.arange(B, device=dev).view(B, 1)
     c = torch.arange(L, device=dev).view(1, L)
     outside = (c < r) | (c > r + 2 * w)  # (B, L): key offset c - r - w beyond [-w, w]
 
+    chunk_bytes = chunk_bytes or CHUNK_BYTES.get(dev.type, CHUNK_BYTES["cpu"])
     cb = max(1, min(nb, chunk_bytes // max(1, Bt * h * B * (L + G) * 4)))  # blocks per chunk
-    kbuf = q.new_empty(Bt, h, cb, L + G, hd)  # key window + the G global keys, reused by every chunk
-    vbuf = q.new_empty(Bt, h, cb, L + G, hd)
+    kbuf = q.new_empty(Bt, h, cb, L + G, hd, dtype=sdt)  # key window + the G global keys, reused by every chunk
     if G:
         kbuf[..., L:, :] = gk.view(1, h, 1, G, hd)
-        vbuf[..., L:, :] = gv.view(1, h, 1, G, hd)
-    out = q.new_empty(Bt, h, nb, B, hd)
+    if lse is None:
+        vp = F.pad(v, (0, 0, w, mp - m + w))
+        vbuf = q.new_empty(Bt, h, cb, L + G, hd)
+        if G:
+            vbuf[..., L:, :] = gv.view(1, h, 1, G, hd)
+        out = q.new_empty(Bt, h, nb, B, hd)
+    else:
+        # rows without any key have lse = -inf: +inf makes their weights 0 instead of NaN
+        lse = F.pad(lse.masked_fill(lse == float("-inf"), float("inf")), (0, mp - m)).view(Bt, h, nb, B, 1)
+        out = None
     # captured weights are written once, straight in their storage dtype (fp16 halves that traffic)
     band = torch.empty(Bt, h, nb, B, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
     to_global = torch.empty(Bt, h, nb, B, G, device=dev, dtype=weights_dtype) if need_weights else None
     if need_weights:
         received = torch.zeros(Bt, h, mp + 2 * w, device=dev)  # padded key axis, like kp
         rows_ok = F.pad(key_ok, (0, mp - m), value=False).view(Bt, 1, nb, 1, B).float()
+        window = torch.arange(L, device=dev)
     fmin = torch.finfo(torch.float32).min
     for c0 in range(0, nb, cb):
         c1 = min(nb, c0 + cb)
         nc = c1 - c0
         rows = slice(c0 * B, (c1 - 1) * B + L)
-        kc, vc = kbuf[:, :, :nc], vbuf[:, :, :nc]
+        kc = kbuf[:, :, :nc]
         kc[..., :L, :] = kp[:, :, rows].unfold(2, L, B).transpose(-1, -2)  # (Bt, h, nc, L, hd)
-        vc[..., :L, :] = vp[:, :, rows].unfold(2, L, B).transpose(-1, -2)
         masked = outside.view(1, 1, B, L) | ~okp[:, rows].unfold(1, L, B).view(Bt, nc, 1, L)  # (Bt, nc, B, L)
-        scores = torch.matmul(qb[:, :, c0:c1], kc.transpose(-1, -2)).float()  # (Bt, h, nc, B, L + G)
+        scores = torch.matmul(qb[:, :, c0:c1].to(sdt), kc.transpose(-1, -2)).float()  # (Bt, h, nc, B, L + G)
         # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
         scores[..., :L].masked_fill_(masked.unsqueeze(1), fmin)
-        probs = torch.softmax(scores, dim=-1)
-        del scores
-        out[:, :, c0:c1] = torch.matmul(probs.to(v.dtype), vc)
+        if lse is None:
+            probs = torch.softmax(scores, dim=-1)
+            del scores
+            vc = vbuf[:, :, :nc]
+            vc[..., :L, :] = vp[:, :, rows].unfold(2, L, B).transpose(-1, -2)
+            out[:, :, c0:c1] = torch.matmul(probs.to(v.dtype), vc)
+        else:
+            probs = scores.sub_(lse[:, :, c0:c1]).exp_()
         if need_weights:
             s = probs.stride()  # band cell (r, c) is window cell (r, r + c)
             band[:, :, c0:c1] = probs.as_strided((Bt, h, nc, B, 2 * w + 1), (s[0], s[1], s[2], s[3] + 1, 1),
                                                  probs.storage_offset())
             to_global[:, :, c0:c1] = probs[..., L:]
             col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., :L])[..., 0, :]  # (Bt, h, nc, L)
-            for j in range(nc):  # block c0 + j's window starts at padded key (c0 + j) * B
-                received[:, :, (c0 + j) * B:(c0 + j) * B + L] += col[:, :, j]
-    out = out.view(Bt, h, mp, hd)[:, :, :m]
+            # block c0 + j's window starts at padded key (c0 + j) * B; overlapping windows add up
+            keys = (torch.arange(c0, c1, device=dev).view(nc, 1) * B + window).flatten()
+            received.index_add_(2, keys, col.flatten(2))
+    if out is not None:
+        out = out.view(Bt, h, mp, hd)[:, :, :m]
     if not need_weights:
         return out, None, None, None
     band = band.view(Bt, h, mp, 2 * w + 1)[:, :, :m]
@@ -105,51 +129,85 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
     return out, band, to_global.view(Bt, h, mp, G)[:, :, :m], received[:, :, w:w + m]
 
 
+def to_classes(x: torch.Tensor, d: int) -> torch.Tensor:
+    """(h, n, c) -> (d, h, m, c), m = ceil(n / d): position t*d + r goes to residue class r, slot t (zero-padded)."""
+    if d == 1:
+        return x[None]
+    h, n, c = x.shape
+    m = -(-n // d)
+    return F.pad(x, (0, 0, 0, m * d - n)).view(h, m, d, c).permute(2, 0, 1, 3)
+
+
+def from_classes(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(d, h, m, c) -> (h, n, c): the inverse of `to_classes`."""
+    d, h, m, c = x.shape
+    return x.permute(1, 2, 0, 3).reshape(h, m * d, c)[:, :n]
+
+
+def mask_to_classes(mask: torch.Tensor, d: int) -> torch.Tensor:
+    """(n,) bool -> (d, m): `to_classes` for a per-position flag (padding slots False)."""
+    if d == 1:
+        return mask[None]
+    m = -(-mask.shape[0] // d)
+    return F.pad(mask, (0, m * d - mask.shape[0]), value=False).view(m, d).t()
+
+
 def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None, weights_dtype=torch.float32):
     """Band attention with dilation d for heads (h, n, hd): each residue class i mod d is an undilated band."""
-    h, n, hd = q.shape
+    n = q.shape[1]
     d = min(d, n)  # d >= n reaches no key but the token itself: the same as d = n, without padding to d rows
-    if d == 1:
-        out, band, tog, rec = _band_core(q[None], k[None], v[None], key_ok[None], w, gk, gv, need_weights, block,
-                                         weights_dtype=weights_dtype)
-        if not need_weights:
-            return out[0], None, None, None
-        return out[0], band[0], tog[0], rec[0]
-    m = -(-n // d)
-    pad = m * d - n
-
-    def split(x):  # (h, n, hd) -> (d, h, m, hd); position t*d + r -> [r, :, t]
-        return F.pad(x, (0, 0, 0, pad)).view(h, m, d, -1).permute(2, 0, 1, 3)
-
-    def merge(x):  # (d, h, m, c) -> (h, n, c)
-        return x.permute(1, 2, 0, 3).reshape(h, m * d, -1)[:, :n]
-
-    ok = F.pad(key_ok, (0, pad), value=False).view(m, d).t()  # (d, m)
-    out, band, tog, rec = _band_core(split(q), split(k), split(v), ok, w, gk, gv, need_weights, block,
-                                     weights_dtype=weights_dtype)
+    out, band, tog, rec = _band_core(to_classes(q, d), to_classes(k, d), to_classes(v, d), mask_to_classes(key_ok, d),
+                                     w, gk, gv, need_weights, block, weights_dtype=weights_dtype)
     if not need_weights:
-        return merge(out), None, None, None
-    return merge(out), merge(band), merge(tog), merge(rec.unsqueeze(-1))[..., 0]
+        return from_classes(out, n), None, None, None
+    return from_classes(out, n), from_classes(band, n), from_classes(tog, n), from_classes(rec.unsqueeze(-1), n)[..., 0]
+
+
+@functools.lru_cache(maxsize=256)
+def positions(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A tuple of positions as a long tensor on `device`, made once: a fresh host-to-GPU copy for every layer
+    would make the host wait for the GPU each time."""
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
+IMPLS = ("auto", "blocked", "flex")
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """"auto": FlexAttention on a CUDA GPU that can compile it, the blocked kernel everywhere else."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if impl == "auto":
+        from . import flex  # imported on use: flex builds on this module
+
+        return "flex" if flex.available(device) else "blocked"
+    return impl
 
 
 def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=None, kg=None, vg=None,
                      need_weights: bool = False, block: int | None = None,
-                     weights_dtype: torch.dtype = torch.float32):
+                     weights_dtype: torch.dtype = torch.float32, impl: str = "auto"):
     """Longformer attention for one layer.
 
     q, k, v:  (H, n, hd) local projections of every position.
     qg:       (H, G, hd) global query projections of the global tokens only (G ascending positions);
     kg, vg:   (H, n, hd) global key/value projections of every position. All three None when G == 0.
     valid:    (n,) bool, False at padding (None: no padding).
+    impl:     the band + global columns part: "blocked" (this module's kernel), "flex" (FlexAttention, `flex.py`)
+              or "auto" (flex on a CUDA GPU, blocked elsewhere). The global rows are computed here either way.
     Returns out (H, n, hd) and, if need_weights, AttentionWeights in `weights_dtype` (softmax is always fp32).
     """
     H, n, hd = q.shape
     scale = 1.0 / math.sqrt(hd)
     dev = q.device
-    g_idx = torch.tensor(global_tokens, dtype=torch.long, device=dev)
+    impl = resolve_impl(impl, dev)
+    if impl == "flex":
+        from .flex import flex_local as local
+    else:
+        local = functools.partial(_dilated, block=block)
     G = len(global_tokens)
-    is_global = torch.zeros(n, dtype=torch.bool, device=dev)
-    is_global[g_idx] = True
+    g_idx = positions(tuple(global_tokens), dev)
+    is_global = torch.zeros(n, dtype=torch.bool, device=dev).index_fill_(0, g_idx, True)
     valid = torch.ones(n, dtype=torch.bool, device=dev) if valid is None else valid.to(dev, torch.bool)
     band_ok = valid & ~is_global
     qs = q * scale
@@ -158,17 +216,17 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     w = spec.one_sided
     dilations = sorted(set(spec.dilation))
     if len(dilations) == 1:
-        out, band, tog, rec = _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block,
-                                       weights_dtype)
+        out, band, tog, rec = local(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights,
+                                    weights_dtype=weights_dtype)
     else:  # heads grouped by dilation
         out = q.new_empty(H, n, hd)
         band = torch.zeros(H, n, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
         tog = torch.zeros(H, n, G, device=dev, dtype=weights_dtype) if need_weights else None
         rec = torch.zeros(H, n, device=dev) if need_weights else None
         for d in dilations:
-            heads = torch.tensor([i for i, x in enumerate(spec.dilation) if x == d], device=dev)
-            o, b, t, r = _dilated(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads],
-                                  need_weights, block, weights_dtype)
+            heads = positions(tuple(i for i, x in enumerate(spec.dilation) if x == d), dev)
+            o, b, t, r = local(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads], need_weights,
+                               weights_dtype=weights_dtype)
             out[heads] = o
             if need_weights:
                 band[heads], tog[heads], rec[heads] = b, t, r
@@ -182,9 +240,9 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     if not need_weights:
         return out, None
     # rows that hold no band / to_global weights; band and tog are fresh kernel tensors, zeroed in place
-    silent_rows = (is_global | ~valid).nonzero().flatten()
-    band[:, silent_rows] = 0.0
-    tog[:, silent_rows] = 0.0
+    silent = (is_global | ~valid).view(1, n, 1)
+    band.masked_fill_(silent, 0.0)
+    tog.masked_fill_(silent, 0.0)
     if G:  # what the global tokens receive (columns) and give (their rows), on top of the band
         rec[:, g_idx] += tog.float().sum(1)
         rec += from_global.sum(1)

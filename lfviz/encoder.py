@@ -23,10 +23,11 @@ class EncoderLayer(nn.Module):
         self.intermediate = hf_layer.intermediate
         self.output = hf_layer.output
 
-    def forward(self, hidden, spec, global_tokens, valid, need_weights, capture):
+    def forward(self, hidden, spec, global_tokens, valid, need_weights, capture, impl="auto"):
         context, _ = self.attention(hidden, spec=spec, global_tokens=global_tokens, valid=valid,
                                     need_weights=need_weights, capture=capture,
-                                    weights_dtype=capture.dtype if capture is not None else torch.float32)
+                                    weights_dtype=capture.dtype if capture is not None else torch.float32,
+                                    impl=impl)
         attn = self.attention_output(context, hidden)
         return self.output(self.intermediate(attn), attn)
 
@@ -59,8 +60,9 @@ class LongformerEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, specs: tuple[LayerSpec, ...], global_tokens: tuple[int, ...] = (),
                 valid: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None, capture=None,
-                output_hidden_states: bool = False) -> EncoderOutput:
-        """input_ids: (n,). `capture` (a CaptureSession or None) decides which layers compute weights."""
+                output_hidden_states: bool = False, impl: str = "auto") -> EncoderOutput:
+        """input_ids: (n,). `capture` (a CaptureSession or None) decides which layers compute weights.
+        impl: the attention kernel ("auto": FlexAttention on a CUDA GPU, the blocked kernel elsewhere)."""
         if len(specs) != len(self.layers):
             raise ValueError(f"got {len(specs)} layer specs for a model with {len(self.layers)} layers")
         ids = input_ids.view(1, -1)
@@ -69,7 +71,7 @@ class LongformerEncoder(nn.Module):
         states = [hidden] if output_hidden_states else None
         for i, layer in enumerate(self.layers):
             need = capture is not None and capture.wants(i)
-            hidden = layer(hidden, specs[i], global_tokens, valid, need, capture)
+            hidden = layer(hidden, specs[i], global_tokens, valid, need, capture, impl)
             if states is not None:
                 states.append(hidden)
         return EncoderOutput(hidden, tuple(states) if states is not None else None)

@@ -11,7 +11,7 @@ from lfviz.reference import reference_attention
 TOL = 1e-4
 
 
-def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed=0):
+def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed=0, impl="blocked"):
     g = torch.Generator().manual_seed(seed)
     H = len(dilation)
     q, k, v, qg, kg, vg = (torch.randn(H, n, hd, generator=g) for _ in range(6))
@@ -20,7 +20,8 @@ def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed
         valid[n - n_pad:] = False
     spec = LayerSpec(window, tuple(dilation))
     gt = tuple(sorted(global_tokens))
-    out, w = banded_attention(q, k, v, spec, gt, valid, qg[:, list(gt)], kg, vg, need_weights=True, block=block)
+    out, w = banded_attention(q, k, v, spec, gt, valid, qg[:, list(gt)], kg, vg, need_weights=True, block=block,
+                              impl=impl)
     ref_out, ref_probs = reference_attention(q, k, v, qg, kg, vg, spec, gt, valid)
     ref = weights_from_dense(ref_probs, window, tuple(dilation), gt)
     assert w.band.shape == (H, n, window + 1)
@@ -35,7 +36,8 @@ def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed
     rows = dense.sum(-1)[:, valid]
     torch.testing.assert_close(rows, torch.ones_like(rows), atol=1e-5, rtol=0)  # rows sum to 1
     # need_weights=False gives the same output
-    out2, none = banded_attention(q, k, v, spec, gt, valid, qg[:, list(gt)], kg, vg, need_weights=False, block=block)
+    out2, none = banded_attention(q, k, v, spec, gt, valid, qg[:, list(gt)], kg, vg, need_weights=False, block=block,
+                                  impl=impl)
     assert none is None
     torch.testing.assert_close(out2, out, atol=1e-6, rtol=0)
     return w

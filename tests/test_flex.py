@@ -1,0 +1,144 @@
+"""The FlexAttention path (the GPU's) equals the dense reference, checked on the CPU.
+
+Uncompiled, FlexAttention applies the mask function to every (query, key) pair and returns the log-sum-exp, so
+those tests pin the layout (residue classes, appended global keys), the mask function and capture from the
+log-sum-exp. Compiled (torch.compile also works on the CPU, without the log-sum-exp) it skips blocks as the
+BlockMask says, as on a GPU: those tests pin the block mask built from the band's geometry.
+"""
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch.nn.attention.flex_attention import create_block_mask
+from transformers import LongformerModel
+
+import lfviz
+from lfviz import flex
+from lfviz.banded import banded_attention, mask_to_classes, resolve_impl
+from lfviz.config import LayerSpec
+from lfviz.encoder import LongformerEncoder
+from lfviz.reference import reference_attention
+
+from conftest import tiny_config
+from test_banded import CASES, check
+
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("globals_", [(), (0,), "last", (0, 3, 9)])
+def test_matrix(name, globals_):
+    n, window, dilation = CASES[name]
+    gt = (n - 1,) if globals_ == "last" else tuple(x for x in globals_ if x < n)
+    check(n, window, dilation, gt, impl="flex")
+
+
+@pytest.mark.parametrize("n_pad", [1, 5, 20])
+def test_padding(n_pad):
+    check(40, 8, [1, 2], (0, 3), n_pad=n_pad, impl="flex")
+
+
+def test_every_token_global_and_longer_than_a_block():
+    check(9, 4, [1, 2], tuple(range(9)), impl="flex")
+    check(300, 40, [1, 2, 3], (5, 200), n_pad=7, impl="flex")  # several 128-blocks, dilation per head
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 80), half=st.integers(1, 12), heads=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+       data=st.data())
+def test_property_random_configs(n, half, heads, data):
+    n_pad = data.draw(st.integers(0, n // 3))
+    real = n - n_pad
+    gt = data.draw(st.lists(st.integers(0, max(real - 1, 0)), max_size=4, unique=True)) if real else []
+    check(n, 2 * half, heads, tuple(gt), n_pad=n_pad, seed=n, impl="flex")
+
+
+# -- the block mask ---------------------------------------------------------------------------------------------
+def _blocks(num, idx, nk):
+    """(d, 1, nq) counts + (d, 1, nq, nk) indices -> (d, nq, nk) bool: which key blocks each query block lists."""
+    listed = torch.arange(idx.shape[-1]) < num[..., None]
+    out = torch.zeros(*num.shape, nk + 1, dtype=torch.bool)
+    out.scatter_(-1, torch.where(listed, idx.long(), nk), True)
+    return out[..., :nk, ][:, 0]
+
+
+@pytest.mark.parametrize("m,G,w,d", [(300, 2, 20, 1), (1000, 1, 128, 1), (257, 0, 300, 2), (600, 130, 64, 3),
+                                     (128, 0, 1, 1), (513, 1, 256, 1)])
+def test_block_mask_equals_evaluating_the_mask(m, G, w, d):
+    """Partial and full blocks from the geometry are exactly those of evaluating the mask on every pair."""
+    ok = torch.rand(d * m, generator=torch.Generator().manual_seed(m)) > 0.05
+    ok[::97] = False  # global or padding keys scattered through the band
+    codes = flex.key_codes(mask_to_classes(ok, d), G)
+    mine = flex.band_block_mask(codes, m, G, w)
+    ref = create_block_mask(flex.band_mask_mod(codes, w), d, None, m, m + G, device="cpu")
+    nk = -(-(m + G) // flex.BLOCK)
+    for a, b in ((mine.kv_num_blocks, mine.kv_indices), (mine.full_kv_num_blocks, mine.full_kv_indices)):
+        assert a.shape[0] == d
+    got_partial = _blocks(mine.kv_num_blocks, mine.kv_indices, nk)
+    got_full = _blocks(mine.full_kv_num_blocks, mine.full_kv_indices, nk)
+    want_full = _blocks(ref.full_kv_num_blocks, ref.full_kv_indices, nk).expand_as(got_full)
+    want_partial = _blocks(ref.kv_num_blocks, ref.kv_indices, nk).expand_as(got_partial)
+    assert torch.equal(got_full, want_full)
+    assert torch.equal(got_partial, want_partial)
+
+
+# -- the fused kernel, compiled on the CPU ------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("n,window,d,gt,n_pad", [
+    (1000, 256, 1, (0,), 0),     # 8 query blocks, most key blocks skipped, full blocks in the middle
+    (700, 64, 2, (3, 650), 5),   # dilation 2, padding, a global token in each class
+    (389, 8, 3, (), 0),          # dilation 3, lengths that fit no block
+    (150, 512, 1, (149,), 0),    # window wider than the text
+])
+def test_compiled_kernel_skips_blocks_correctly(n, window, d, gt, n_pad):
+    g = torch.Generator().manual_seed(n)
+    H, hd = 2, 16
+    q, k, v, qg, kg, vg = (torch.randn(H, n, hd, generator=g) for _ in range(6))
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[n - n_pad:] = False
+    is_global = torch.zeros(n, dtype=torch.bool)
+    is_global[list(gt)] = True
+    key_ok = valid & ~is_global
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out, *_ = flex.flex_local(q / hd ** 0.5, k, v, key_ok, window // 2, d, k[:, list(gt)], v[:, list(gt)],
+                                  need_weights=False, compiled=True)
+    want, _ = reference_attention(q, k, v, qg, kg, vg, LayerSpec(window, (d,) * H), gt, valid)
+    torch.testing.assert_close(out[:, key_ok], want[:, key_ok], atol=1e-5, rtol=0)  # global rows: computed apart
+
+
+# -- the whole model ------------------------------------------------------------------------------------------------
+def test_encoder_flex_equals_blocked_with_capture():
+    torch.manual_seed(0)
+    enc = LongformerEncoder(LongformerModel(tiny_config(), add_pooling_layer=False).eval())
+    ids = torch.randint(5, 30000, (45,), generator=torch.Generator().manual_seed(1))
+    cfg = lfviz.AttentionConfig(window=[8, 12], dilation=[1, [1, 2, 3, 1]], global_tokens=(0, 20))
+    specs = cfg.resolve(2, 4)
+    runs = {}
+    for impl in ("blocked", "flex"):
+        with torch.no_grad(), lfviz.capture_attention(enc) as session:
+            runs[impl] = (enc(ids, specs, cfg.global_tokens, capture=session, impl=impl).last_hidden_state,
+                          session.capture)
+    torch.testing.assert_close(runs["flex"][0], runs["blocked"][0], atol=1e-5, rtol=0)
+    for layer in range(2):
+        for name in ("band", "to_global", "from_global"):
+            torch.testing.assert_close(getattr(runs["flex"][1], name)(layer), getattr(runs["blocked"][1], name)(layer),
+                                       atol=1e-5, rtol=0)
+        torch.testing.assert_close(runs["flex"][1].weights(layer).received, runs["blocked"][1].weights(layer).received,
+                                   atol=1e-5, rtol=0)
+
+
+def test_auto_is_the_blocked_kernel_on_the_cpu_and_bad_names_say_what_to_use():
+    assert resolve_impl("auto", torch.device("cpu")) == "blocked"
+    assert not flex.available(torch.device("cpu"))
+    with pytest.raises(ValueError, match="auto, blocked, flex"):
+        resolve_impl("triton", torch.device("cpu"))
+
+
+def test_rows_without_any_key_give_zero_weights_not_nan():
+    """A padding slot of a residue class sees no key: its log-sum-exp is -inf and its weights must stay 0."""
+    q, k, v = (torch.randn(1, 5, 8) for _ in range(3))
+    key_ok = torch.tensor([True, False, False, False, False])
+    _, band, tog, rec = flex.flex_local(q, k, v, key_ok, 1, 2, k[:, :0], v[:, :0], need_weights=True)
+    assert torch.isfinite(band).all() and torch.isfinite(rec).all()
