@@ -67,8 +67,10 @@ def _cached_run(model: str, text: str, config_json: str, queries: tuple[str, ...
                 capture: bool):
     runner = get_runner(model)
     config = AttentionConfig.from_dict(json.loads(config_json))
+    # On a GPU the captures stay there: each figure reduces or slices what it shows on the device, then moves that.
     return runner.run(text, config=config, queries=list(queries), question=question, capture=capture,
-                      capture_dtype=torch.float16, output_hidden_states=True)
+                      capture_dtype=torch.float16, output_hidden_states=True,
+                      keep_on_device=runner.device.type == "cuda")
 
 
 def run_document(config: AttentionConfig | None = None, capture: bool = True, text: str | None = None):

@@ -202,7 +202,10 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     dev = q.device
     impl = resolve_impl(impl, dev)
     if impl == "flex":
-        from .flex import flex_local as local
+        from .flex import flex_local
+
+        # without padding, the length and the global positions fix the layout: one block mask serves every layer
+        local = functools.partial(flex_local, layout_key=(n, tuple(global_tokens)) if valid is None else None)
     else:
         local = functools.partial(_dilated, block=block)
     G = len(global_tokens)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import threading
+from collections import OrderedDict
 
 import torch
 from torch.nn.attention.flex_attention import AuxRequest, BlockMask, flex_attention
@@ -84,7 +85,31 @@ def band_block_mask(codes: torch.Tensor, m: int, num_global: int, w: int) -> Blo
 
     return BlockMask.from_kv_blocks(*ordered(partial), *ordered(full), BLOCK_SIZE=BLOCK,
                                     mask_mod=band_mask_mod(codes, w), seq_lengths=(m, m + num_global),
-                                    compute_q_blocks=False)
+                                    compute_q_blocks=torch.is_grad_enabled())  # only a backward pass needs them
+
+
+_LAYOUTS: OrderedDict = OrderedDict()  # layout_key -> (key_ok per class, block mask); most recent last
+_LAYOUTS_MAX = 32
+_LAYOUTS_LOCK = threading.Lock()
+
+
+def _layout(key_ok: torch.Tensor, d: int, num_global: int, w: int, layout_key=None):
+    """Band-allowed keys per residue class (d, m) and the block mask. With a `layout_key` (a hashable that
+    determines key_ok) they are built once and reused, e.g. by every layer of one forward pass."""
+    key = None if layout_key is None else (layout_key, d, num_global, w, key_ok.device)
+    if key is not None:
+        with _LAYOUTS_LOCK:
+            if key in _LAYOUTS:
+                _LAYOUTS.move_to_end(key)
+                return _LAYOUTS[key]
+    ok = mask_to_classes(key_ok, d)
+    layout = ok, band_block_mask(key_codes(ok, num_global), ok.shape[1], num_global, w)
+    if key is not None:
+        with _LAYOUTS_LOCK:
+            _LAYOUTS[key] = layout
+            while len(_LAYOUTS) > _LAYOUTS_MAX:
+                _LAYOUTS.popitem(last=False)
+    return layout
 
 
 @functools.cache
@@ -103,7 +128,7 @@ def available(device: torch.device) -> bool:
 
 
 def flex_local(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, weights_dtype=torch.float32,
-               compiled: bool | None = None):
+               compiled: bool | None = None, layout_key=None):
     """Band + global columns with dilation d, the contract of `banded._dilated`.
 
     q (scaled), k, v: (h, n, hd);  key_ok: (n,) bool, keys allowed in the band;  gk, gv: (h, G, hd).
@@ -111,6 +136,8 @@ def flex_local(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, weig
     compiled: run FlexAttention's fused kernel (default: on CUDA). Uncompiled, FlexAttention evaluates the mask
     over every (query, key) pair: right, but quadratic, for tests on small inputs. Compiled on the CPU it gives no
     log-sum-exp, so capture there always runs uncompiled.
+    layout_key: a hashable that determines key_ok (e.g. the length and the global positions when there is no
+    padding): the block mask is then made once for all layers instead of once per layer.
     """
     h, n, hd = q.shape
     G = gk.shape[1]
@@ -120,12 +147,10 @@ def flex_local(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, weig
     if compiled and need_weights and not q.is_cuda:
         compiled = False
     qc, kc, vc = (to_classes(x, d) for x in (q, k, v))  # (d, h, m, hd)
-    ok = mask_to_classes(key_ok, d)  # (d, m)
+    ok, block_mask = _layout(key_ok, d, G, w, layout_key)  # (d, m), BlockMask
     if G:  # the global keys after every class's own keys: (d, h, m + G, hd)
         kc = torch.cat([kc, gk.unsqueeze(0).expand(d, h, G, hd)], dim=2)
         vc = torch.cat([vc, gv.unsqueeze(0).expand(d, h, G, hd)], dim=2)
-    codes = key_codes(ok, G)
-    block_mask = band_block_mask(codes, m, G, w)
     attend = _compiled() if compiled else flex_attention
     aux = AuxRequest(lse=True) if need_weights else None
     with _LOCK:

@@ -6,7 +6,8 @@ are skipped), averaged over rows:
 - mean distance:  sum_j p_ij |i - j| / m_i                      (tokens)
 - entropy:        -sum_j (p_ij / m_i) log(p_ij / m_i)            (nats)
 - global share:   sum_{j global} p_ij / m_i                      (0..1)
-Captures are fp16; everything here converts one head at a time to float32.
+Captures are fp16; everything here converts one head at a time to float32, on the device the capture lives on
+(a capture kept on the GPU is reduced there; only the per-head results move to the CPU).
 """
 from __future__ import annotations
 
@@ -56,19 +57,20 @@ def received(weights: AttentionWeights) -> torch.Tensor:
 
 def _row_terms(weights: AttentionWeights, h: int) -> tuple[torch.Tensor, ...]:
     """Per query row of head h: mass, sum p|i-j|, sum p log p, weight on global keys; each (n,) float32."""
-    band = weights.band[h].float().cpu()  # (n, W + 1)
+    band = weights.band[h].float()  # (n, W + 1)
     n, width = band.shape
+    dev = band.device
     w, d = (width - 1) // 2, int(weights.dilation[h])
-    i = torch.arange(n, dtype=torch.float32)
-    offset = ((torch.arange(width) - w).abs() * d).float()  # (W + 1,) |i - j| of each band column
+    i = torch.arange(n, dtype=torch.float32, device=dev)
+    offset = ((torch.arange(width, device=dev) - w).abs() * d).float()  # (W + 1,) |i - j| of each band column
     mass = band.sum(-1)
     dist = band @ offset
     xlogx = torch.special.xlogy(band, band).sum(-1)
-    on_global = torch.zeros(n)
+    on_global = torch.zeros(n, device=dev)
     if weights.global_tokens:
-        g = torch.tensor(weights.global_tokens)
-        to_g = weights.to_global[h].float().cpu()  # (n, G); global rows are 0
-        from_g = weights.from_global[h].float().cpu()  # (G, n)
+        g = torch.tensor(weights.global_tokens, device=dev)
+        to_g = weights.to_global[h].float()  # (n, G); global rows are 0
+        from_g = weights.from_global[h].float()  # (G, n)
         gap = (i.view(n, 1) - g.view(1, -1).float()).abs()  # (n, G) = |i - g|
         mass += to_g.sum(-1)
         dist += (to_g * gap).sum(-1)
@@ -83,7 +85,7 @@ def _row_terms(weights: AttentionWeights, h: int) -> tuple[torch.Tensor, ...]:
 
 
 def row_stats(weights: AttentionWeights, h: int) -> dict[str, torch.Tensor]:
-    """Per query row of head h: the three METRICS, each (n,) float32; NaN on empty rows."""
+    """Per query row of head h: the three METRICS, each (n,) float32 on the capture's device; NaN on empty rows."""
     mass, dist, xlogx, on_global = _row_terms(weights, h)
     ok = mass > _EMPTY_ROW
     m = torch.where(ok, mass, torch.ones_like(mass))
@@ -99,7 +101,7 @@ def head_stats(weights: AttentionWeights) -> dict[str, torch.Tensor]:
     out = {k: torch.zeros(H) for k in METRICS}
     for h in range(H):
         for k, v in row_stats(weights, h).items():
-            out[k][h] = v.nanmean()
+            out[k][h] = float(v.nanmean())
     return out
 
 
@@ -116,11 +118,11 @@ def stats_table(capture: Capture) -> pd.DataFrame:
 
 
 def dense_span(weights: AttentionWeights, head: int, rows: slice, cols: slice) -> torch.Tensor:
-    """(r, c) float32 dense weights of one head for a span of queries (rows) and keys (cols);
-    `weights_to_dense(weights, rows, cols)[head]`, computed for that head alone."""
+    """(r, c) float32 dense weights of one head for a span of queries (rows) and keys (cols), on the CPU;
+    `weights_to_dense(weights, rows, cols)[head]`, computed for that head alone where the capture lives."""
     one = AttentionWeights(weights.band[head:head + 1], weights.to_global[head:head + 1],
                            weights.from_global[head:head + 1], (weights.dilation[head],), weights.global_tokens)
-    return weights_to_dense(one, rows, cols)[0].float()
+    return weights_to_dense(one, rows, cols)[0].float().cpu()
 
 
 def global_summary(weights: AttentionWeights, head: int, tokens: list[str], top: int = 5) -> pd.DataFrame:

@@ -41,7 +41,7 @@ def _stats(_res, key: str) -> pd.DataFrame:
 
 @st.cache_data(max_entries=12, show_spinner=False)
 def _received(_res, key: str, layer: int) -> np.ndarray:
-    return headstats.received(_res.capture.weights(layer)).numpy()  # (H, n)
+    return headstats.received(_res.capture.weights(layer)).cpu().numpy()  # (H, n)
 
 
 band_tab, zoom_tab, global_tab, text_tab, grid_tab = st.tabs(
@@ -54,7 +54,7 @@ with band_tab:
                    help=f"Above {figs.MAX_CELLS} tokens, groups of consecutive query rows are merged into one.")
     contrast = b2.checkbox("Boost contrast (colour saturates at the 99th percentile)", value=True,
                            key="attention_band_contrast", help="The hover still shows the true weights.")
-    band = weights.band[head].float().numpy()  # (n, W + 1)
+    band = weights.band[head]  # (n, W + 1), where the capture lives: the figure pools it there
     st.plotly_chart(figs.band_heatmap(band, d, tokens, how, title=f"Layer {layer}, head {head}: band",
                                       clip=0.99 if contrast else None),
                     key="attention_band_chart", width="stretch")
@@ -88,11 +88,11 @@ with global_tab:
                   on_click=lambda: ss.update({"global": "0"}))
     else:
         g_pos = list(weights.global_tokens)
-        st.plotly_chart(figs.global_weights(weights.from_global[head].float().numpy(), g_pos, tokens,
+        st.plotly_chart(figs.global_weights(weights.from_global[head].float().cpu().numpy(), g_pos, tokens,
                                             f"Layer {layer}, head {head}: what each global token attends to",
                                             "weight from the global token"),
                         key="attention_from_global_chart", width="stretch")
-        st.plotly_chart(figs.global_weights(weights.to_global[head].float().numpy().T, g_pos, tokens,
+        st.plotly_chart(figs.global_weights(weights.to_global[head].float().cpu().numpy().T, g_pos, tokens,
                                             f"Layer {layer}, head {head}: what every token gives each global "
                                             f"token", "weight to the global token"),
                         key="attention_to_global_chart", width="stretch")

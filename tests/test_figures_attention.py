@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from lfviz.figures import attention as figs
 
@@ -19,6 +20,18 @@ def test_pool_max_and_mean_with_a_short_last_group():
     assert (kr, kc) == (1, 1) and same is not None and np.array_equal(same, z)
     with pytest.raises(ValueError, match="'max' or 'mean'"):
         figs.pool(z, how="median")
+
+
+def test_pool_takes_a_capture_tensor_where_it_lives_and_returns_only_the_pooled_cells():
+    """Captures kept on a GPU are fp16 tensors: pooled on their device, the same numbers as pooling an array."""
+    z = torch.rand(1000, 513, generator=torch.Generator().manual_seed(0)).half()
+    for how in ("max", "mean"):
+        got, kr, kc = figs.pool(z, 300, 600, how)
+        want, _, _ = figs.pool(z.float().numpy(), 300, 600, how)
+        assert isinstance(got, np.ndarray) and got.shape == (250, 513) and (kr, kc) == (4, 1)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    fig = figs.band_heatmap(z, 1, [str(i) for i in range(1000)], max_rows=300)
+    assert np.asarray(fig.data[0].z).shape == (250, 513) and fig.data[0].y[0] == "0-3"
 
 
 def test_band_heatmap_small_document_keeps_every_row_and_labels_tokens():

@@ -142,3 +142,16 @@ def test_rows_without_any_key_give_zero_weights_not_nan():
     key_ok = torch.tensor([True, False, False, False, False])
     _, band, tog, rec = flex.flex_local(q, k, v, key_ok, 1, 2, k[:, :0], v[:, :0], need_weights=True)
     assert torch.isfinite(band).all() and torch.isfinite(rec).all()
+
+
+def test_one_block_mask_serves_every_layer_of_a_forward_pass():
+    """Without padding, the length and the global positions fix the layout: made once, reused by later layers."""
+    flex._LAYOUTS.clear()
+    q, k, v = (torch.randn(2, 50, 8) for _ in range(3))
+    spec = LayerSpec(8, (1, 1))
+    for _ in range(3):  # three "layers"
+        banded_attention(q, k, v, spec, (0,), None, q[:, :1], k, v, impl="flex")
+    assert len(flex._LAYOUTS) == 1
+    banded_attention(q, k, v, spec, (5,), None, q[:, :1], k, v, impl="flex")  # other global token: other layout
+    banded_attention(q, k, v, spec, (5,), torch.ones(50, dtype=torch.bool), q[:, :1], k, v, impl="flex")  # padding
+    assert len(flex._LAYOUTS) == 2  # given a validity mask, nothing is cached

@@ -9,6 +9,7 @@ import html
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
 
 MAX_CELLS = 600  # rows (and columns) a heatmap sends before it pools
 LINES_UP_TO = 8  # global tokens drawn as lines; more become a heatmap
@@ -21,23 +22,29 @@ def _round(z: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(z, dtype=np.float32), 4)
 
 
-def pool(z: np.ndarray, max_rows: int = MAX_CELLS, max_cols: int = MAX_CELLS,
-         how: str = "max") -> tuple[np.ndarray, int, int]:
+def pool(z, max_rows: int = MAX_CELLS, max_cols: int = MAX_CELLS, how: str = "max") -> tuple[np.ndarray, int, int]:
     """(r, c) -> (ceil(r / kr), ceil(c / kc)) by `how` ("max" or "mean") over groups of kr rows and kc columns,
-    the smallest factors that fit max_rows x max_cols; returns (pooled, kr, kc). A short last group is pooled
-    over what it has."""
+    the smallest factors that fit max_rows x max_cols; returns (pooled float32 numpy, kr, kc). A short last group
+    is pooled over what it has. z: a numpy array or a torch tensor on any device (a capture kept on the GPU):
+    it is pooled where it lives and only the pooled cells are moved."""
     if how not in ("max", "mean"):
         raise ValueError(f"pooling must be 'max' or 'mean', got {how!r}")
-    z = np.asarray(z, dtype=np.float32)
-    r, c = z.shape
+    t = torch.as_tensor(z).float()
+    r, c = t.shape
     kr, kc = -(-r // max_rows), -(-c // max_cols)
     if kr == 1 and kc == 1:
-        return z, 1, 1
+        return t.cpu().numpy(), 1, 1
     gr, gc = -(-r // kr), -(-c // kc)
-    padded = np.full((gr * kr, gc * kc), np.nan, dtype=np.float32)
-    padded[:r, :c] = z
-    blocks = padded.reshape(gr, kr, gc, kc)
-    return (np.nanmax if how == "max" else np.nanmean)(blocks, axis=(1, 3)), kr, kc
+    padded = t.new_full((gr * kr, gc * kc), float("-inf") if how == "max" else 0.0)
+    padded[:r, :c] = t
+    blocks = padded.view(gr, kr, gc, kc)
+    if how == "max":
+        pooled = blocks.amax(dim=(1, 3))
+    else:
+        count = t.new_zeros(gr * kr, gc * kc)
+        count[:r, :c] = 1.0
+        pooled = blocks.sum(dim=(1, 3)) / count.view(gr, kr, gc, kc).sum(dim=(1, 3))
+    return pooled.cpu().numpy(), kr, kc
 
 
 def token_labels(tokens: list[str], start: int = 0) -> list[str]:
@@ -45,9 +52,9 @@ def token_labels(tokens: list[str], start: int = 0) -> list[str]:
     return [f"{start + i} {t}" for i, t in enumerate(tokens)]
 
 
-def band_heatmap(band: np.ndarray, dilation: int, tokens: list[str], how: str = "max", title: str = "Band",
+def band_heatmap(band, dilation: int, tokens: list[str], how: str = "max", title: str = "Band",
                  max_rows: int = MAX_CELLS, max_cols: int = MAX_CELLS, clip: float | None = None) -> go.Figure:
-    """One head's band (n, W + 1) as a heatmap: x = key offset (c - W/2) * dilation, y = query position
+    """One head's band (n, W + 1) (an array, or a tensor on any device: see `pool`) as a heatmap: x = key offset (c - W/2) * dilation, y = query position
     (top to bottom). Documents longer than max_rows are pooled over groups of rows (`how`: max or mean);
     rows then read 'a-b' and the hover shows the range instead of the token. clip: a quantile (e.g. 0.99) of
     the non-zero cells where the colour scale saturates, so faint structure shows; the hover keeps true values."""
