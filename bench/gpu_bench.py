@@ -25,6 +25,7 @@ import json
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -206,6 +207,7 @@ def main():
               f"; capture's extra peak MB {extra_mb(rows, 'forward: lfviz, every layer captured (fp16, on the device)', 'forward: lfviz')}",
               flush=True)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump({"device": name, "torch": torch.__version__, "transformers": transformers.__version__,
                        "date": str(datetime.date.today()), "results": results}, f, indent=1)

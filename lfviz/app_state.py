@@ -56,10 +56,12 @@ def ensure_app_routing() -> None:
 # -- cached resources ------------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
 def get_runner(model: str) -> Runner:
-    """One shared runner per model key ("embedded", "embedded-16k", a folder or Hub id)."""
-    if model == "embedded-16k":
-        return load_runner("embedded", max_tokens=16384)
-    return load_runner(model)
+    """One shared runner per model key ("embedded", "embedded-16k", a folder or Hub id); on a GPU warmed up
+    (kernels compiled) while the loading spinner shows."""
+    runner = load_runner("embedded", max_tokens=16384) if model == "embedded-16k" else load_runner(model)
+    if runner.device.type == "cuda":
+        runner.warm_up()
+    return runner
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)

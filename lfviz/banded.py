@@ -173,14 +173,14 @@ def positions(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
 IMPLS = ("auto", "blocked", "flex")
 
 
-def resolve_impl(impl: str, device: torch.device) -> str:
-    """"auto": FlexAttention on a CUDA GPU that can compile it, the blocked kernel everywhere else."""
+def resolve_impl(impl: str, device: torch.device, head_dim: int = 64) -> str:
+    """"auto": FlexAttention on a CUDA GPU that can compile it for this head size, the blocked kernel elsewhere."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
     if impl == "auto":
         from . import flex  # imported on use: flex builds on this module
 
-        return "flex" if flex.available(device) else "blocked"
+        return "flex" if flex.available(device, head_dim) else "blocked"
     return impl
 
 
@@ -200,7 +200,7 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     H, n, hd = q.shape
     scale = 1.0 / math.sqrt(hd)
     dev = q.device
-    impl = resolve_impl(impl, dev)
+    impl = resolve_impl(impl, dev, hd)
     if impl == "flex":
         from .flex import flex_local
 

@@ -122,9 +122,12 @@ def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def available(device: torch.device) -> bool:
-    """Whether `flex_local` runs fused on `device`: a CUDA GPU and Triton to compile for it."""
-    return torch.device(device).type == "cuda" and _triton_installed()
+MIN_HEAD_DIM = 16  # Triton's matrix tiles are at least 16 wide: FlexAttention refuses head_dim 8 on a GPU
+
+
+def available(device: torch.device, head_dim: int = 64) -> bool:
+    """Whether `flex_local` runs fused on `device`: a CUDA GPU, Triton to compile for it, heads wide enough."""
+    return torch.device(device).type == "cuda" and head_dim >= MIN_HEAD_DIM and _triton_installed()
 
 
 def flex_local(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, weights_dtype=torch.float32,

@@ -140,6 +140,14 @@ class Runner:
         return RunResult(t.tokens, t.input_ids, out.last_hidden_state.float().cpu(), captured, predictions, config,
                          self.model_id, list(t.warnings), hs, t.offsets, text)
 
+    def warm_up(self, tokens: int = 1024) -> None:
+        """Run one input of `tokens` tokens (default configuration, first token global, capture on), so that
+        one-time costs (on a GPU, FlexAttention's compilation: seconds) are paid here, not by the first document."""
+        n = min(tokens, self.max_tokens)
+        ids = torch.randint(5, self.config.vocab_size, (n,), generator=torch.Generator().manual_seed(0))
+        self.run(input_ids=ids, config=AttentionConfig(global_tokens=(0,)), capture_dtype=torch.float16,
+                 keep_on_device=True)
+
     def embed_queries(self, queries) -> torch.Tensor:
         """(Q, D) unit vectors; each query runs alone with full attention (its window covers it)."""
         rows = []

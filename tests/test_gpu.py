@@ -3,8 +3,6 @@
 Both kernels run on the GPU: "flex" (FlexAttention, what `impl="auto"` picks on CUDA) and "blocked". No timing
 here: speed and memory are in bench/gpu_bench.py.
 """
-import math
-
 import pytest
 import torch
 from transformers import LongformerConfig, LongformerModel
@@ -32,10 +30,15 @@ CONFIGS = [
 HALF_TOL = {torch.float16: 2e-2, torch.bfloat16: 6e-2}
 
 
-def test_auto_picks_flex_on_cuda():
+def test_auto_picks_flex_on_cuda_where_the_heads_are_wide_enough():
     from lfviz.banded import resolve_impl
 
-    assert resolve_impl("auto", torch.device("cuda")) == "flex"
+    assert resolve_impl("auto", torch.device("cuda"), 64) == "flex"
+    assert resolve_impl("auto", torch.device("cuda"), 8) == "blocked"  # Triton tiles are >= 16 wide
+
+
+def _tiny():  # head_dim 16: the narrowest FlexAttention compiles for on a GPU
+    return tiny_config(hidden_size=64)
 
 
 @pytest.mark.parametrize("impl", ["flex", "blocked"])
@@ -43,13 +46,13 @@ def test_auto_picks_flex_on_cuda():
 @pytest.mark.parametrize("config", CONFIGS)
 def test_tiny_model_cuda_matches_cpu(config, dtype, impl):
     torch.manual_seed(0)
-    hf = LongformerModel(tiny_config(), add_pooling_layer=False).eval()
+    hf = LongformerModel(_tiny(), add_pooling_layer=False).eval()
     cpu = LongformerEncoder(hf).eval()
     ids = torch.randint(5, 30000, (41,), generator=torch.Generator().manual_seed(0))
     specs, gt = config.resolve(2, 4), config.check_globals(41)
     with torch.no_grad(), lfviz.capture_attention(cpu) as ref:
         want = cpu(ids, specs, gt, capture=ref, impl="blocked").last_hidden_state
-    gpu = LongformerEncoder(LongformerModel(tiny_config(), add_pooling_layer=False).eval())
+    gpu = LongformerEncoder(LongformerModel(_tiny(), add_pooling_layer=False).eval())
     gpu.load_state_dict(cpu.state_dict())
     gpu = gpu.to("cuda", dtype)
     with torch.no_grad(), lfviz.capture_attention(gpu) as got:
@@ -148,17 +151,38 @@ def test_a_real_out_of_memory_is_a_message_and_the_next_run_works():
 
     total = torch.cuda.get_device_properties(0).total_memory
     at = AppTest.from_file("../app.py", default_timeout=600)
-    at.run()
-    assert not at.exception
     at.session_state["document"], at.session_state["sample"] = "word " * 4000, "custom"
-    at.session_state["window"] = "8192"  # 12 x 4k x 8k fp32 scores per layer: far above the fraction below
+    at.run()
+    at.switch_page("pages/attention.py").run()  # kernels compiled, a normal run cached
+    assert not at.exception and not at.error
+    at.session_state["window"] = "8192"  # 6 layers x 12 x 4k x 8k fp16 captured: far above the fraction below
     torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * 2**30 / total))
     try:
-        at.switch_page("pages/attention.py").run()
+        at.run()
         assert not at.exception and any("ran out of memory" in e.value for e in at.error)
         at.session_state["window"] = "64"
         at.run()
         assert not at.exception and not at.error
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
-    assert math.isfinite(torch.cuda.memory_allocated())
+
+
+def test_a_16k_document_opens_on_every_page_with_captures_on_the_gpu():
+    """The app on a GPU: a 16,384-token document, captures kept on the GPU, every page renders from them."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from lfviz import app_state
+    from test_app import PAGES
+
+    doc = "Long documents need linear attention, and global tokens see all of it. " * 1300
+    at = AppTest.from_file("../app.py", default_timeout=600)
+    at.session_state["model"], at.session_state["document"], at.session_state["sample"] = "embedded-16k", doc, "custom"
+    at.run()
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception and not at.error, (page, at.exception, [e.value for e in at.error])
+    res = app_state._cached_run("embedded-16k", doc, json.dumps(lfviz.AttentionConfig(global_tokens=(0,)).to_dict()),
+                                (), None, True)
+    assert res.n == 16384 and res.capture.band(0).is_cuda and res.capture.band(0).dtype == torch.float16

@@ -128,3 +128,10 @@ def test_concurrent_runs_equal_sequential(embedded):
 
 def test_suggested_global_tokens(embedded):
     assert embedded.suggest_global_tokens(DOC) == (0,)
+
+
+def test_warm_up_runs_one_input_and_leaves_no_state(embedded):
+    before = embedded.run("Global tokens see everything.", config=lfviz.AttentionConfig(window=4, global_tokens=(0,)))
+    embedded.warm_up(64)
+    after = embedded.run("Global tokens see everything.", config=lfviz.AttentionConfig(window=4, global_tokens=(0,)))
+    torch.testing.assert_close(after.last_hidden_state, before.last_hidden_state, atol=0, rtol=0)
