@@ -1,4 +1,6 @@
-"""The fast banded kernel equals the dense reference built from the mask predicate."""
+"""The fast kernels equal the dense reference built from the mask predicate: the blocked kernel (the CPU's) and
+the FlexAttention path (the GPU's; here uncompiled, so the mask function is applied to every pair and the
+log-sum-exp is returned: tests/test_flex.py covers its block mask and the compiled kernel)."""
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -57,17 +59,29 @@ CASES = {
 }
 
 
+IMPLS = pytest.mark.parametrize("impl", ["blocked", "flex"])
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+
+
+@IMPLS
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("globals_", [(), (0,), "last", (0, 3, 9)])
-def test_matrix(name, globals_):
+def test_matrix(name, globals_, impl):
     n, window, dilation = CASES[name]
     gt = (n - 1,) if globals_ == "last" else tuple(x for x in globals_ if x < n)
-    check(n, window, dilation, gt)
+    check(n, window, dilation, gt, impl=impl)
 
 
+@IMPLS
 @pytest.mark.parametrize("n_pad", [1, 5, 20])
-def test_padding(n_pad):
-    check(40, 8, [1, 2], (0, 3), n_pad=n_pad)
+def test_padding(n_pad, impl):
+    check(40, 8, [1, 2], (0, 3), n_pad=n_pad, impl=impl)
+
+
+@IMPLS
+def test_every_token_global_and_longer_than_a_flex_block(impl):
+    check(9, 4, [1, 2], tuple(range(9)), impl=impl)
+    check(300, 40, [1, 2, 3], (5, 200), n_pad=7, impl=impl)  # several 128-blocks, dilation per head
 
 
 @pytest.mark.parametrize("block", [1, 3, 16, 64])
@@ -101,15 +115,16 @@ def test_chunked_path_equals_single_chunk():
         torch.testing.assert_close(x, y, atol=1e-6, rtol=0)
 
 
+@IMPLS
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 80), half=st.integers(1, 12), heads=st.lists(st.integers(1, 5), min_size=1, max_size=3),
        data=st.data())
-def test_property_random_configs(n, half, heads, data):
+def test_property_random_configs(n, half, heads, data, impl):
     n_pad = data.draw(st.integers(0, n // 3))
     real = n - n_pad
     gt = data.draw(st.lists(st.integers(0, max(real - 1, 0)), max_size=4, unique=True)) if real else []
-    block = data.draw(st.sampled_from([None, 1, 4, 16]))
-    check(n, 2 * half, heads, tuple(gt), n_pad=n_pad, block=block, seed=n)
+    block = data.draw(st.sampled_from([None, 1, 4, 16]))  # the blocked kernel's; flex's blocks are fixed
+    check(n, 2 * half, heads, tuple(gt), n_pad=n_pad, block=block, seed=n, impl=impl)
 
 
 def test_dilation_beyond_the_text_is_cheap_and_exact():
