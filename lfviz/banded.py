@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -184,6 +185,28 @@ def resolve_impl(impl: str, device: torch.device, head_dim: int = 64) -> str:
     return impl
 
 
+def _local(local, qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool, weights_dtype):
+    """Band + global columns of every head with `local` (`_dilated` or `flex.flex_local`), heads grouped by
+    dilation. Returns out (H, n, hd) and, if need_weights, band (H, n, W + 1), to_global (H, n, G), received (H, n)."""
+    H, n, hd = qs.shape
+    w, G, dev = spec.one_sided, gk.shape[1], qs.device
+    dilations = sorted(set(spec.dilation))
+    if len(dilations) == 1:
+        return local(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, weights_dtype=weights_dtype)
+    out = qs.new_empty(H, n, hd)
+    band = torch.zeros(H, n, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
+    tog = torch.zeros(H, n, G, device=dev, dtype=weights_dtype) if need_weights else None
+    rec = torch.zeros(H, n, device=dev) if need_weights else None
+    for d in dilations:
+        heads = positions(tuple(i for i, x in enumerate(spec.dilation) if x == d), dev)
+        o, b, t, r = local(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads], need_weights,
+                           weights_dtype=weights_dtype)
+        out[heads] = o
+        if need_weights:
+            band[heads], tog[heads], rec[heads] = b, t, r
+    return out, band, tog, rec
+
+
 def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=None, kg=None, vg=None,
                      need_weights: bool = False, block: int | None = None,
                      weights_dtype: torch.dtype = torch.float32, impl: str = "auto"):
@@ -200,39 +223,30 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     H, n, hd = q.shape
     scale = 1.0 / math.sqrt(hd)
     dev = q.device
-    impl = resolve_impl(impl, dev, hd)
-    if impl == "flex":
-        from .flex import flex_local
-
-        # without padding, the length and the global positions fix the layout: one block mask serves every layer
-        local = functools.partial(flex_local, layout_key=(n, tuple(global_tokens)) if valid is None else None)
-    else:
-        local = functools.partial(_dilated, block=block)
+    chosen = resolve_impl(impl, dev, hd)
     G = len(global_tokens)
+    # without padding, the length and the global positions fix the layout: flex makes one block mask for all layers
+    layout_key = (n, tuple(global_tokens)) if valid is None else None
     g_idx = positions(tuple(global_tokens), dev)
     is_global = torch.zeros(n, dtype=torch.bool, device=dev).index_fill_(0, g_idx, True)
     valid = torch.ones(n, dtype=torch.bool, device=dev) if valid is None else valid.to(dev, torch.bool)
     band_ok = valid & ~is_global
     qs = q * scale
     gk, gv = k[:, g_idx], v[:, g_idx]  # (H, G, hd): non-global rows see global keys through local projections
+    blocked = functools.partial(_dilated, block=block)
+    if chosen == "flex":
+        from .flex import FlexUnavailable, flex_local
 
-    w = spec.one_sided
-    dilations = sorted(set(spec.dilation))
-    if len(dilations) == 1:
-        out, band, tog, rec = local(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights,
-                                    weights_dtype=weights_dtype)
-    else:  # heads grouped by dilation
-        out = q.new_empty(H, n, hd)
-        band = torch.zeros(H, n, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
-        tog = torch.zeros(H, n, G, device=dev, dtype=weights_dtype) if need_weights else None
-        rec = torch.zeros(H, n, device=dev) if need_weights else None
-        for d in dilations:
-            heads = positions(tuple(i for i, x in enumerate(spec.dilation) if x == d), dev)
-            o, b, t, r = local(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads], need_weights,
-                               weights_dtype=weights_dtype)
-            out[heads] = o
-            if need_weights:
-                band[heads], tog[heads], rec[heads] = b, t, r
+        try:
+            out, band, tog, rec = _local(functools.partial(flex_local, layout_key=layout_key), qs, k, v, band_ok,
+                                         spec, gk, gv, need_weights, weights_dtype)
+        except FlexUnavailable as e:
+            if impl != "auto":
+                raise
+            warnings.warn(f"{e}; using the blocked kernel instead", stacklevel=2)
+            out, band, tog, rec = _local(blocked, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype)
+    else:
+        out, band, tog, rec = _local(blocked, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype)
 
     from_global = None
     if G:

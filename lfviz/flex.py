@@ -22,6 +22,7 @@ import threading
 from collections import OrderedDict
 
 import torch
+from torch._dynamo.exc import TorchDynamoException
 from torch.nn.attention.flex_attention import AuxRequest, BlockMask, flex_attention
 
 from .banded import _band_core, from_classes, mask_to_classes, to_classes
@@ -123,11 +124,19 @@ def _triton_installed() -> bool:
 
 
 MIN_HEAD_DIM = 16  # Triton's matrix tiles are at least 16 wide: FlexAttention refuses head_dim 8 on a GPU
+_FAILED: dict[tuple[str, int], str] = {}  # (device type, head_dim) -> why compiling failed there
+
+
+class FlexUnavailable(RuntimeError):
+    """FlexAttention could not be compiled for this device and head size (an old GPU, an untileable head size)."""
 
 
 def available(device: torch.device, head_dim: int = 64) -> bool:
-    """Whether `flex_local` runs fused on `device`: a CUDA GPU, Triton to compile for it, heads wide enough."""
-    return torch.device(device).type == "cuda" and head_dim >= MIN_HEAD_DIM and _triton_installed()
+    """Whether `flex_local` runs fused on `device`: a CUDA GPU, Triton to compile for it, heads wide enough, and
+    no earlier failure to compile for this head size."""
+    dev = torch.device(device)
+    return (dev.type == "cuda" and head_dim >= MIN_HEAD_DIM and _triton_installed()
+            and (dev.type, head_dim) not in _FAILED)
 
 
 def flex_local(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, weights_dtype=torch.float32,
@@ -156,8 +165,14 @@ def flex_local(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, weig
         vc = torch.cat([vc, gv.unsqueeze(0).expand(d, h, G, hd)], dim=2)
     attend = _compiled() if compiled else flex_attention
     aux = AuxRequest(lse=True) if need_weights else None
-    with _LOCK:
-        result = attend(qc, kc, vc, block_mask=block_mask, scale=1.0, return_aux=aux)
+    try:
+        with _LOCK:
+            result = attend(qc, kc, vc, block_mask=block_mask, scale=1.0, return_aux=aux)
+    except TorchDynamoException as e:  # compilation failed: remembered, so "auto" stops choosing this path
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        _FAILED[(q.device.type, hd)] = why
+        raise FlexUnavailable(f"FlexAttention could not be compiled for {q.device.type} with head size {hd} "
+                              f"({why})") from e
     out, lse = (result[0], result[1].lse) if need_weights else (result, None)
     out = from_classes(out, n)
     if not need_weights:

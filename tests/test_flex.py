@@ -124,3 +124,25 @@ def test_one_block_mask_serves_every_layer_of_a_forward_pass():
     banded_attention(q, k, v, spec, (5,), None, q[:, :1], k, v, impl="flex")  # other global token: other layout
     banded_attention(q, k, v, spec, (5,), torch.ones(50, dtype=torch.bool), q[:, :1], k, v, impl="flex")  # padding
     assert len(flex._LAYOUTS) == 2  # given a validity mask, nothing is cached
+
+
+def test_a_gpu_that_cannot_compile_flex_falls_back_to_the_blocked_kernel(monkeypatch):
+    """"auto" on a GPU where compiling fails (no Triton support, an untileable head size): one warning, the blocked
+    kernel's answer, and "auto" stops choosing FlexAttention there; a forced "flex" reports the failure."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    def broken(*a, **k):
+        raise TorchDynamoException("no Triton backend for this GPU")
+
+    monkeypatch.setattr(flex, "_FAILED", {})
+    monkeypatch.setattr(flex, "available", lambda device, head_dim=64: ("cpu", head_dim) not in flex._FAILED)
+    monkeypatch.setattr(flex, "flex_attention", broken)
+    q, k, v = (torch.randn(2, 30, 8) for _ in range(3))
+    spec = LayerSpec(8, (1, 2))
+    want, _ = banded_attention(q, k, v, spec, (0,), None, q[:, :1], k, v, impl="blocked")
+    with pytest.warns(UserWarning, match="could not be compiled for cpu with head size 8 .*blocked kernel"):
+        got, _ = banded_attention(q, k, v, spec, (0,), None, q[:, :1], k, v, impl="auto")
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    assert resolve_impl("auto", torch.device("cpu"), 8) == "blocked"
+    with pytest.raises(flex.FlexUnavailable, match="no Triton backend"):
+        banded_attention(q, k, v, spec, (0,), None, q[:, :1], k, v, impl="flex")
