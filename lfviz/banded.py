@@ -174,33 +174,36 @@ def positions(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
 IMPLS = ("auto", "blocked", "flex")
 
 
-def resolve_impl(impl: str, device: torch.device, head_dim: int = 64) -> str:
-    """"auto": FlexAttention on a CUDA GPU that can compile it for this head size, the blocked kernel elsewhere."""
+def resolve_impl(impl: str, device: torch.device, head_dim: int = 64, n: int | None = None,
+                 dilation: tuple[int, ...] = (1,)) -> str:
+    """"auto": FlexAttention on a CUDA GPU that can compile it for this head size, where every residue class of
+    the n tokens fills a block; the blocked kernel elsewhere."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
     if impl == "auto":
         from . import flex  # imported on use: flex builds on this module
 
-        return "flex" if flex.available(device, head_dim) else "blocked"
+        fits = n is None or flex.suits(n, dilation)
+        return "flex" if fits and flex.available(device, head_dim) else "blocked"
     return impl
 
 
-def _local(local, qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool, weights_dtype):
-    """Band + global columns of every head with `local` (`_dilated` or `flex.flex_local`), heads grouped by
-    dilation. Returns out (H, n, hd) and, if need_weights, band (H, n, W + 1), to_global (H, n, G), received (H, n)."""
+def _blocked_local(qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool, weights_dtype, block=None):
+    """Band + global columns of every head with the blocked kernel, heads grouped by dilation.
+    Returns out (H, n, hd) and, if need_weights, band (H, n, W + 1), to_global (H, n, G), received (H, n)."""
     H, n, hd = qs.shape
     w, G, dev = spec.one_sided, gk.shape[1], qs.device
     dilations = sorted(set(spec.dilation))
     if len(dilations) == 1:
-        return local(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, weights_dtype=weights_dtype)
+        return _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block, weights_dtype)
     out = qs.new_empty(H, n, hd)
     band = torch.zeros(H, n, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
     tog = torch.zeros(H, n, G, device=dev, dtype=weights_dtype) if need_weights else None
     rec = torch.zeros(H, n, device=dev) if need_weights else None
     for d in dilations:
         heads = positions(tuple(i for i, x in enumerate(spec.dilation) if x == d), dev)
-        o, b, t, r = local(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads], need_weights,
-                           weights_dtype=weights_dtype)
+        o, b, t, r = _dilated(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads], need_weights,
+                              block, weights_dtype)
         out[heads] = o
         if need_weights:
             band[heads], tog[heads], rec[heads] = b, t, r
@@ -223,7 +226,7 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     H, n, hd = q.shape
     scale = 1.0 / math.sqrt(hd)
     dev = q.device
-    chosen = resolve_impl(impl, dev, hd)
+    chosen = resolve_impl(impl, dev, hd, n, spec.dilation)
     G = len(global_tokens)
     # without padding, the length and the global positions fix the layout: flex makes one block mask for all layers
     layout_key = (n, tuple(global_tokens)) if valid is None else None
@@ -233,20 +236,20 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     band_ok = valid & ~is_global
     qs = q * scale
     gk, gv = k[:, g_idx], v[:, g_idx]  # (H, G, hd): non-global rows see global keys through local projections
-    blocked = functools.partial(_dilated, block=block)
+    blocked = functools.partial(_blocked_local, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype, block)
     if chosen == "flex":
         from .flex import FlexUnavailable, flex_local
 
         try:
-            out, band, tog, rec = _local(functools.partial(flex_local, layout_key=layout_key), qs, k, v, band_ok,
-                                         spec, gk, gv, need_weights, weights_dtype)
+            out, band, tog, rec = flex_local(qs, k, v, band_ok, spec.one_sided, spec.dilation, gk, gv, need_weights,
+                                             weights_dtype, layout_key=layout_key)
         except FlexUnavailable as e:
             if impl != "auto":
                 raise
             warnings.warn(f"{e}; using the blocked kernel instead", stacklevel=2)
-            out, band, tog, rec = _local(blocked, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype)
+            out, band, tog, rec = blocked()
     else:
-        out, band, tog, rec = _local(blocked, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype)
+        out, band, tog, rec = blocked()
 
     from_global = None
     if G:

@@ -25,44 +25,48 @@ pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without to
 
 
 # -- the block mask ---------------------------------------------------------------------------------------------
-def _blocks(num, idx, nk):
-    """(d, 1, nq) counts + (d, 1, nq, nk) indices -> (d, nq, nk) bool: which key blocks each query block lists."""
+def _blocks(num, idx, nb):
+    """(1, H, nq) counts + (1, H, nq, K) indices -> (H, nq, nb) bool: which key blocks each query block lists."""
     listed = torch.arange(idx.shape[-1]) < num[..., None]
-    out = torch.zeros(*num.shape, nk + 1, dtype=torch.bool)
-    out.scatter_(-1, torch.where(listed, idx.long(), nk), True)
-    return out[:, 0, :, :nk]
+    out = torch.zeros(*num.shape, nb + 1, dtype=torch.bool)
+    out.scatter_(-1, torch.where(listed, idx.long(), nb), True)
+    return out[0, :, :, :nb]
 
 
-@pytest.mark.parametrize("m,G,w,d", [(300, 2, 20, 1), (1000, 1, 128, 1), (257, 0, 300, 2), (600, 130, 64, 3),
-                                     (128, 0, 1, 1), (513, 1, 256, 1)])
-def test_block_mask_equals_evaluating_the_mask(m, G, w, d):
-    """Partial and full blocks from the geometry are exactly those of evaluating the mask on every pair."""
-    ok = torch.rand(d * m, generator=torch.Generator().manual_seed(m)) > 0.05
+@pytest.mark.parametrize("n,G,w,dilation", [
+    (300, 2, 20, (1, 1)), (1000, 1, 128, (1,)), (514, 0, 300, (2, 2)), (1800, 130, 64, (3, 1, 2)),
+    (128, 0, 1, (1,)), (513, 1, 256, (1, 2, 4, 1)),
+])
+def test_block_mask_equals_evaluating_the_mask(n, G, w, dilation):
+    """Partial and full blocks from the geometry are exactly those of evaluating the mask on every pair of each
+    head's sequence (query slots that hold a token; the rest are padding and list nothing)."""
+    ok = torch.rand(n, generator=torch.Generator().manual_seed(n)) > 0.05
     ok[::97] = False  # global or padding keys scattered through the band
-    codes = flex.key_codes(mask_to_classes(ok, d), G)
-    mine = flex.band_block_mask(codes, m, G, w)
-    ref = create_block_mask(flex.band_mask_mod(codes, w), d, None, m, m + G, device="cpu")
-    nk = -(-(m + G) // flex.BLOCK)
-    assert mine.kv_num_blocks.shape == (d, 1, -(-m // flex.BLOCK))  # one row of blocks per residue class
-    got_partial = _blocks(mine.kv_num_blocks, mine.kv_indices, nk)
-    got_full = _blocks(mine.full_kv_num_blocks, mine.full_kv_indices, nk)
-    want_full = _blocks(ref.full_kv_num_blocks, ref.full_kv_indices, nk).expand_as(got_full)
-    want_partial = _blocks(ref.kv_num_blocks, ref.kv_indices, nk).expand_as(got_partial)
-    assert torch.equal(got_full, want_full)
-    assert torch.equal(got_partial, want_partial)
+    layout = flex._layout(ok, dilation, G, w)
+    mine = layout.block_mask
+    H, T, nb = len(dilation), layout.T, layout.T // flex.BLOCK
+    query = torch.zeros(H, T, dtype=torch.bool)  # slots that hold a token of their head's classes
+    for g in layout.groups:
+        slot = torch.arange(g.d * g.P)
+        query[g.heads, :g.d * g.P] = slot % g.P < g.m
+    pred = flex.band_mask_mod(layout.codes, w)
+    ref = create_block_mask(lambda b, h, q, kv: pred(b, h, q, kv) & query[h, q], 1, H, T, T, device="cpu")
+    assert torch.equal(_blocks(mine.full_kv_num_blocks, mine.full_kv_indices, nb),
+                       _blocks(ref.full_kv_num_blocks, ref.full_kv_indices, nb))
+    assert torch.equal(_blocks(mine.kv_num_blocks, mine.kv_indices, nb), _blocks(ref.kv_num_blocks, ref.kv_indices, nb))
 
 
 # -- the fused kernel, compiled on the CPU ------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("n,window,d,gt,n_pad", [
-    (1000, 256, 1, (0,), 0),     # 8 query blocks, most key blocks skipped, full blocks in the middle
-    (700, 64, 2, (3, 650), 5),   # dilation 2, padding, a global token in each class
-    (389, 8, 3, (), 0),          # dilation 3, lengths that fit no block
-    (150, 512, 1, (149,), 0),    # window wider than the text
+@pytest.mark.parametrize("n,window,dilation,gt,n_pad", [
+    (1000, 256, (1, 1), (0,), 0),     # 8 query blocks, most key blocks skipped, full blocks in the middle
+    (700, 64, (2, 2), (3, 650), 5),   # dilation 2, padding, a global token in each class
+    (389, 8, (3, 1), (), 0),          # per-head dilation, lengths that fit no block
+    (150, 512, (1, 1), (149,), 0),    # window wider than the text
 ])
-def test_compiled_kernel_skips_blocks_correctly(n, window, d, gt, n_pad):
+def test_compiled_kernel_skips_blocks_correctly(n, window, dilation, gt, n_pad):
     g = torch.Generator().manual_seed(n)
-    H, hd = 2, 16
+    H, hd = len(dilation), 16
     q, k, v, qg, kg, vg = (torch.randn(H, n, hd, generator=g) for _ in range(6))
     valid = torch.ones(n, dtype=torch.bool)
     valid[n - n_pad:] = False
@@ -71,9 +75,9 @@ def test_compiled_kernel_skips_blocks_correctly(n, window, d, gt, n_pad):
     key_ok = valid & ~is_global
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out, *_ = flex.flex_local(q / hd ** 0.5, k, v, key_ok, window // 2, d, k[:, list(gt)], v[:, list(gt)],
+        out, *_ = flex.flex_local(q / hd ** 0.5, k, v, key_ok, window // 2, dilation, k[:, list(gt)], v[:, list(gt)],
                                   need_weights=False, compiled=True)
-    want, _ = reference_attention(q, k, v, qg, kg, vg, LayerSpec(window, (d,) * H), gt, valid)
+    want, _ = reference_attention(q, k, v, qg, kg, vg, LayerSpec(window, dilation), gt, valid)
     torch.testing.assert_close(out[:, key_ok], want[:, key_ok], atol=1e-5, rtol=0)  # global rows: computed apart
 
 
@@ -109,7 +113,7 @@ def test_rows_without_any_key_give_zero_weights_not_nan():
     """A padding slot of a residue class sees no key: its log-sum-exp is -inf and its weights must stay 0."""
     q, k, v = (torch.randn(1, 5, 8) for _ in range(3))
     key_ok = torch.tensor([True, False, False, False, False])
-    _, band, tog, rec = flex.flex_local(q, k, v, key_ok, 1, 2, k[:, :0], v[:, :0], need_weights=True)
+    _, band, tog, rec = flex.flex_local(q, k, v, key_ok, 1, (2,), k[:, :0], v[:, :0], need_weights=True)
     assert torch.isfinite(band).all() and torch.isfinite(rec).all()
 
 
@@ -137,7 +141,7 @@ def test_a_gpu_that_cannot_compile_flex_falls_back_to_the_blocked_kernel(monkeyp
     monkeypatch.setattr(flex, "_FAILED", {})
     monkeypatch.setattr(flex, "available", lambda device, head_dim=64: ("cpu", head_dim) not in flex._FAILED)
     monkeypatch.setattr(flex, "flex_attention", broken)
-    q, k, v = (torch.randn(2, 30, 8) for _ in range(3))
+    q, k, v = (torch.randn(2, 300, 8) for _ in range(3))  # long enough for "auto" to pick flex (`flex.suits`)
     spec = LayerSpec(8, (1, 2))
     want, _ = banded_attention(q, k, v, spec, (0,), None, q[:, :1], k, v, impl="blocked")
     with pytest.warns(UserWarning, match="could not be compiled for cpu with head size 8 .*blocked kernel"):
@@ -146,3 +150,26 @@ def test_a_gpu_that_cannot_compile_flex_falls_back_to_the_blocked_kernel(monkeyp
     assert resolve_impl("auto", torch.device("cpu"), 8) == "blocked"
     with pytest.raises(flex.FlexUnavailable, match="no Triton backend"):
         banded_attention(q, k, v, spec, (0,), None, q[:, :1], k, v, impl="flex")
+
+
+@pytest.mark.slow
+def test_new_lengths_windows_and_dilations_do_not_recompile_past_dynamos_limit():
+    """Past torch._dynamo's recompile limit a compiled function silently runs uncompiled, which at 16k tokens
+    means a quadratic score matrix. Documents of any length, any window, global count and mix of per-head
+    dilations must share a few compiled graphs (batch and head count never change: one sequence per head)."""
+    from torch._dynamo.utils import counters
+
+    before = counters["frames"]["ok"]
+    g = torch.Generator().manual_seed(0)
+    for n, w, G, dilation in [(300, 20, 1, (1, 1, 1, 1)), (500, 64, 1, (1, 1, 1, 1)), (777, 64, 2, (2, 2, 2, 2)),
+                              (1000, 8, 0, (1, 2, 3, 1)), (640, 128, 3, (4, 4, 1, 1)), (900, 100, 1, (3, 3, 3, 3)),
+                              (1333, 16, 1, (1, 1, 2, 2)), (1200, 256, 1, (5, 1, 1, 1)), (410, 30, 2, (1, 1, 1, 1)),
+                              (2560, 6, 5, (2, 4, 8, 16)), (129, 300, 1, (1, 1, 1, 1)), (1500, 2, 1, (5, 5, 5, 5))]:
+        q, k, v = (torch.randn(4, n, 16, generator=g) for _ in range(3))
+        ok = torch.ones(n, dtype=torch.bool)
+        ok[:G] = False
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flex.flex_local(q, k, v, ok, w, dilation, k[:, :G], v[:, :G], need_weights=False, compiled=True)
+    compiled = counters["frames"]["ok"] - before
+    assert 1 <= compiled <= 3 < torch._dynamo.config.recompile_limit
