@@ -69,6 +69,7 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
     r = torch.arange(B, device=dev).view(B, 1)
     c = torch.arange(L, device=dev).view(1, L)
     outside = (c < r) | (c > r + 2 * w)  # (B, L): key offset c - r - w beyond [-w, w]
+    masked = outside.view(1, 1, B, L) | ~okp.unfold(1, L, B).view(Bt, nb, 1, L)  # (Bt, nb, B, L), made once
 
     chunk_bytes = chunk_bytes or CHUNK_BYTES.get(dev.type, CHUNK_BYTES["cpu"])
     cb = max(1, min(nb, chunk_bytes // max(1, Bt * h * B * (L + G) * 4)))  # blocks per chunk
@@ -91,7 +92,8 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
     if need_weights:
         received = torch.zeros(Bt, h, mp + 2 * w, device=dev)  # padded key axis, like kp
         rows_ok = F.pad(key_ok, (0, mp - m), value=False).view(Bt, 1, nb, 1, B).float()
-        window = torch.arange(L, device=dev)
+        # block b's window starts at padded key b * B: where its column sums land in `received`
+        window_keys = torch.arange(nb, device=dev).view(nb, 1) * B + torch.arange(L, device=dev)  # (nb, L)
     fmin = torch.finfo(torch.float32).min
     for c0 in range(0, nb, cb):
         c1 = min(nb, c0 + cb)
@@ -99,10 +101,9 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
         rows = slice(c0 * B, (c1 - 1) * B + L)
         kc = kbuf[:, :, :nc]
         kc[..., :L, :] = kp[:, :, rows].unfold(2, L, B).transpose(-1, -2)  # (Bt, h, nc, L, hd)
-        masked = outside.view(1, 1, B, L) | ~okp[:, rows].unfold(1, L, B).view(Bt, nc, 1, L)  # (Bt, nc, B, L)
         scores = torch.matmul(qb[:, :, c0:c1].to(sdt), kc.transpose(-1, -2)).float()  # (Bt, h, nc, B, L + G)
         # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
-        scores[..., :L].masked_fill_(masked.unsqueeze(1), fmin)
+        scores[..., :L].masked_fill_(masked[:, c0:c1].unsqueeze(1), fmin)
         if lse is None:
             probs = torch.softmax(scores, dim=-1)
             del scores
@@ -117,9 +118,7 @@ def _band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int |
                                                  probs.storage_offset())
             to_global[:, :, c0:c1] = probs[..., L:]
             col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., :L])[..., 0, :]  # (Bt, h, nc, L)
-            # block c0 + j's window starts at padded key (c0 + j) * B; overlapping windows add up
-            keys = (torch.arange(c0, c1, device=dev).view(nc, 1) * B + window).flatten()
-            received.index_add_(2, keys, col.flatten(2))
+            received.index_add_(2, window_keys[c0:c1].flatten(), col.flatten(2))  # overlapping windows add up
     if out is not None:
         out = out.view(Bt, h, mp, hd)[:, :, :m]
     if not need_weights:
