@@ -54,10 +54,11 @@ def token_labels(tokens: list[str], start: int = 0) -> list[str]:
 
 def band_heatmap(band, dilation: int, tokens: list[str], how: str = "max", title: str = "Band",
                  max_rows: int = MAX_CELLS, max_cols: int = MAX_CELLS, clip: float | None = None) -> go.Figure:
-    """One head's band (n, W + 1) (an array, or a tensor on any device: see `pool`) as a heatmap: x = key offset (c - W/2) * dilation, y = query position
-    (top to bottom). Documents longer than max_rows are pooled over groups of rows (`how`: max or mean);
-    rows then read 'a-b' and the hover shows the range instead of the token. clip: a quantile (e.g. 0.99) of
-    the non-zero cells where the colour scale saturates, so faint structure shows; the hover keeps true values."""
+    """One head's band (n, W + 1) as a heatmap (an array, or a tensor on any device: see `pool`): x = key offset
+    (c - W/2) * dilation, y = query position (top to bottom). Documents longer than max_rows are pooled over
+    groups of rows (`how`: max or mean); rows then read 'a-b' and the hover shows the range instead of the token.
+    clip: a quantile (e.g. 0.99) of the non-zero cells where the colour scale saturates, so faint structure
+    shows; the hover keeps true values."""
     n, width = band.shape
     z, kr, kc = pool(band, max_rows, max_cols, how)
     offsets = (np.arange(width) - (width - 1) // 2) * dilation
