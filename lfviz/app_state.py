@@ -233,5 +233,5 @@ def sidebar() -> None:
             st.warning(msg)
         if runner is not None:
             st.caption(f"Model: {runner.model_id} - {runner.num_layers} layers x {runner.num_heads} heads, "
-                       f"up to {runner.max_tokens:,} tokens")
+                       f"up to {runner.max_tokens:,} tokens; runs on the {runner.device_description}")
     sync_query_params()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from . import heads
+from .banded import resolve_impl
 from .capture import Capture, capture_attention
 from .config import AttentionConfig
 from .encoder import LongformerEncoder
@@ -55,6 +56,14 @@ class Runner:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.encoder.parameters()).dtype
+
+    @property
+    def device_description(self) -> str:
+        """Where and how attention runs, e.g. "GPU (NVIDIA H100 80GB HBM3), float16, FlexAttention"."""
+        kernel = {"flex": "FlexAttention", "blocked": "blocked kernel"}[
+            resolve_impl("auto", self.device, self.config.hidden_size // self.num_heads)]
+        where = f"GPU ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "CPU"
+        return f"{where}, {str(self.dtype).replace('torch.', '')}, {kernel}"
 
     # -- input ----------------------------------------------------------------------------------------------------
     def tokenize(self, text: str, question: str | None = None) -> Tokenized:

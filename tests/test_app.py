@@ -27,6 +27,7 @@ def test_every_page_runs():
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
+    assert any("runs on the CPU, float32, blocked kernel" in c.value for c in at.sidebar.caption)
 
 
 def test_link_reopens_the_same_view():

@@ -136,6 +136,7 @@ def test_embedded_auto_picks_cuda_and_matches_cpu():
     cfg = lfviz.AttentionConfig(window=64, dilation=[1, 1, 1, 1, 2, 2], global_tokens=(0,))
     gpu = lfviz.load_runner("embedded", device="auto")
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float16
+    assert gpu.device_description.startswith("GPU (") and gpu.device_description.endswith("float16, FlexAttention")
     cpu = lfviz.load_runner("embedded", device="cpu")
     a = gpu.run(doc, config=cfg, keep_on_device=True)
     b = cpu.run(doc, config=cfg)
