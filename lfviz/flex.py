@@ -32,7 +32,7 @@ import torch
 from torch._dynamo.exc import TorchDynamoException
 from torch.nn.attention.flex_attention import AuxRequest, BlockMask, flex_attention
 
-from .banded import _band_core, from_classes, mask_to_classes, to_classes
+from .banded import _band_core, from_classes, mask_to_classes, positions, to_classes
 
 BLOCK = 128  # FlexAttention's block size, queries and keys
 NO_KEY, BAND_KEY, GLOBAL_KEY = 0, 1, 2  # kind of a key slot, the low 2 bits of its code; the segment is above
@@ -185,7 +185,7 @@ def _layout(key_ok: torch.Tensor, dilation: tuple[int, ...], num_global: int, w:
     n, dev = key_ok.shape[0], key_ok.device
     groups = []
     for d in sorted(set(dilation)):
-        heads = torch.tensor([h for h, x in enumerate(dilation) if x == d], device=dev)
+        heads = positions(tuple(h for h, x in enumerate(dilation) if x == d), dev)
         d_eff = min(d, n)  # as in banded._dilated: d >= n reaches the token itself only
         m = -(-n // d_eff)
         groups.append(Group(d_eff, heads, m, -(-(m + num_global) // BLOCK) * BLOCK, mask_to_classes(key_ok, d_eff)))

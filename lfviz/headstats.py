@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .banded import positions
 from .capture import Capture
 from .layout import AttentionWeights, weights_to_dense
 
@@ -48,7 +49,7 @@ def received(weights: AttentionWeights) -> torch.Tensor:
                                  padded.storage_offset() + width - 1)
         out[heads] = skew.sum(-1, dtype=torch.float32)
     if weights.global_tokens:
-        g = torch.tensor(weights.global_tokens, device=band.device)
+        g = positions(tuple(weights.global_tokens), band.device)
         out[:, g] += weights.to_global.float().sum(1)
         out += weights.from_global.float().sum(1)
     weights.received = out
@@ -68,7 +69,7 @@ def _row_terms(weights: AttentionWeights, h: int) -> tuple[torch.Tensor, ...]:
     xlogx = torch.special.xlogy(band, band).sum(-1)
     on_global = torch.zeros(n, device=dev)
     if weights.global_tokens:
-        g = torch.tensor(weights.global_tokens, device=dev)
+        g = positions(tuple(weights.global_tokens), dev)
         to_g = weights.to_global[h].float()  # (n, G); global rows are 0
         from_g = weights.from_global[h].float()  # (G, n)
         gap = (i.view(n, 1) - g.view(1, -1).float()).abs()  # (n, G) = |i - g|
