@@ -1,14 +1,15 @@
-"""lfviz app entry: shared state and sidebar, then routing. Pages live in pages/ and stay thin.
+"""lfviz app entry: shared state and sidebar, then routing. Pages live in pages/ and stay thin; what they share
+lives in lfviz/app/.
 
 No page icons: Streamlit fetches :material/...: icons from an outside server (the app must work offline),
 and emoji need a font that a teaching machine may lack.
 """
 import streamlit as st
 
-from lfviz import app_state
+from lfviz.app import routing, sidebar, state
 
 st.set_page_config(page_title="lfviz: Longformer attention", page_icon="🔭", layout="wide")
-app_state.init_state()
+state.init_state()
 
 pages = [
     st.Page("pages/document.py", title="Document", default=True),
@@ -19,6 +20,6 @@ pages = [
     st.Page("pages/scaling.py", title="Scaling"),
 ]
 nav = st.navigation(pages)
-app_state.sidebar()
-app_state.mark_routed()
+sidebar.sidebar()
+routing.mark_routed()
 nav.run()

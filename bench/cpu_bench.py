@@ -33,7 +33,7 @@ def dense_bert(n):
     from safetensors.torch import load_file
     from transformers import BertConfig, BertModel
 
-    from lfviz.loading import embedded_model_dir
+    from lfviz.model.loading import embedded_model_dir
 
     src = embedded_model_dir()
     cfg = BertConfig(**{**json.loads((src / "config.json").read_text()), "max_position_embeddings": n})

@@ -33,12 +33,13 @@ import transformers
 from transformers import LongformerConfig, LongformerModel
 
 import lfviz
-from lfviz import headstats
-from lfviz.banded import banded_attention
-from lfviz.encoder import LongformerEncoder
+from lfviz.analysis import headstats
+from lfviz.attention.banded import banded_attention
+from lfviz.model.encoder import LongformerEncoder
 from lfviz.figures.attention import pool
-from lfviz.layout import AttentionWeights
-from lfviz.scaling import PeakMemory, dense_forward
+from lfviz.attention.layout import AttentionWeights
+from lfviz.analysis.peak_memory import PeakMemory
+from lfviz.analysis.scaling import dense_forward
 
 
 def sync(device):

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import lfviz
-from lfviz.compare import attention_change, hidden_change
+from lfviz.analysis.compare import attention_change, hidden_change
 from lfviz.figures import lab as figs
 from lfviz.samples import list_samples
 

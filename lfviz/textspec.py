@@ -73,3 +73,19 @@ def config_from_text(window: str, dilation: str, global_tokens: str) -> Attentio
 def config_to_text(cfg: AttentionConfig) -> dict[str, str]:
     return {"window": format_window(cfg.window), "dilation": format_dilation(cfg.dilation),
             "global": format_positions(cfg.global_tokens)}
+
+
+def layer_settings_text(windows, dilations, dilated_heads, num_heads: int) -> dict[str, str]:
+    """Window and dilation fields from per-layer controls: windows[l] (two-sided), dilations[l] (one int) applied
+    to the heads in dilated_heads[l] (the others get 1). Collapses to a single number wherever every layer (or
+    every head of a layer) agrees, e.g. {"window": "512", "dilation": "1;1;2,2,1,1"}."""
+    if not len(windows) == len(dilations) == len(dilated_heads):
+        raise ValueError(f"got {len(windows)} windows, {len(dilations)} dilations and {len(dilated_heads)} head "
+                         "sets: give one of each per layer")
+    per_layer = []
+    for d, heads in zip(dilations, dilated_heads):
+        per_head = tuple(int(d) if h in set(heads) else 1 for h in range(num_heads))
+        per_layer.append(per_head[0] if len(set(per_head)) == 1 else per_head)
+    uniform = all(d == per_layer[0] for d in per_layer) and isinstance(per_layer[0], int)
+    window = windows[0] if len(set(windows)) == 1 else tuple(windows)
+    return {"window": format_window(window), "dilation": format_dilation(per_layer[0] if uniform else tuple(per_layer))}

@@ -2,23 +2,18 @@
 attention each token receives laid over the text, and an overview of every head."""
 import json
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from lfviz import app_state, headstats
-from lfviz.figures import attention as figs
+from lfviz.app import attention_tabs as tabs
+from lfviz.app import cache, routing, state
 
-app_state.ensure_app_routing()
+routing.ensure_app_routing()
 ss = st.session_state
-TEXT_SPAN = 1000  # tokens shown at once in the text view
-ZOOM_MAX = 256
-
 st.title("Attention")
 st.caption("The sidebar's layer and head, on the current document and configuration. Weights are the "
            "model's attention probabilities (captured in fp16).")
 
-res = app_state.run_document()
+res = cache.run_document()
 if res is None:
     st.stop()
 layer, head = int(ss["layer"]), int(ss["head"])
@@ -27,111 +22,18 @@ if layer not in res.capture.captured_layers:
              f"the sidebar.")
     st.stop()
 weights = res.capture.weights(layer)
-n, tokens = res.n, res.tokens
-d = int(weights.dilation[head])
-run_key = json.dumps([res.model_id, app_state.document_key(), res.config.to_dict(), ss.get("question")])
-st.markdown(f"**Layer {layer}, head {head}** - {n:,} tokens, window {weights.window} (two-sided), dilation {d}, "
-            f"global tokens: {', '.join(map(str, weights.global_tokens)) or 'none'}")
+run_key = json.dumps([res.model_id, state.document_key(), res.config.to_dict(), ss.get("question")])
+st.markdown(f"**Layer {layer}, head {head}** - {res.n:,} tokens, window {weights.window} (two-sided), dilation "
+            f"{int(weights.dilation[head])}, global tokens: {', '.join(map(str, weights.global_tokens)) or 'none'}")
 
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def _stats(_res, key: str) -> pd.DataFrame:
-    return headstats.stats_table(_res.capture)
-
-
-@st.cache_data(max_entries=12, show_spinner=False)
-def _received(_res, key: str, layer: int) -> np.ndarray:
-    return headstats.received(_res.capture.weights(layer)).cpu().numpy()  # (H, n)
-
-
-band_tab, zoom_tab, global_tab, text_tab, grid_tab = st.tabs(
-    ["Band (whole document)", "Dense zoom", "Global tokens", "Received, over the text", "Head overview"])
-
-# -- 1. the whole document in band form ---------------------------------------------------------------------------
+band_tab, zoom_tab, global_tab, text_tab, grid_tab = st.tabs(tabs.TABS)
 with band_tab:
-    b1, b2 = st.columns(2)
-    how = b1.radio("Pool rows of long documents by", ["max", "mean"], horizontal=True, key="attention_band_pool",
-                   help=f"Above {figs.MAX_CELLS} tokens, groups of consecutive query rows are merged into one.")
-    contrast = b2.checkbox("Boost contrast (colour saturates at the 99th percentile)", value=True,
-                           key="attention_band_contrast", help="The hover still shows the true weights.")
-    band = weights.band[head]  # (n, W + 1), where the capture lives: the figure pools it there
-    st.plotly_chart(figs.band_heatmap(band, d, tokens, how, title=f"Layer {layer}, head {head}: band",
-                                      clip=0.99 if contrast else None),
-                    key="attention_band_chart", width="stretch")
-    st.caption("Each row is a query; column c is the key at offset (c - W/2) x dilation. Weights to global "
-               "tokens are not in the band (see Global tokens); global tokens' own rows are empty here.")
-
-# -- 2. dense zoom ---------------------------------------------------------------------------------------------------
+    tabs.band(weights, layer, head, res.tokens)
 with zoom_tab:
-    c1, c2, c3, c4 = st.columns([1, 1, 1, 1])
-    start = c1.number_input("Start position (queries)", 0, n - 1, 0, key="attention_zoom_start")
-    length = c2.slider("Length", 2, min(ZOOM_MAX, max(n, 3)), min(64, max(n, 3)), key="attention_zoom_len")
-    separate = c3.checkbox("Choose the key span separately", key="attention_zoom_separate")
-    key_start = c4.number_input("Start position (keys)", 0, n - 1, int(start), key="attention_zoom_key_start",
-                                disabled=not separate)
-    rows = slice(int(start), min(int(start) + length, n))
-    cols = slice(int(key_start), min(int(key_start) + length, n)) if separate else rows
-    dense = headstats.dense_span(weights, head, rows, cols).numpy()  # (r, c)
-    st.plotly_chart(figs.dense_heatmap(dense, tokens[rows], tokens[cols], rows.start, cols.start,
-                                       f"Layer {layer}, head {head}: queries {rows.start}-{rows.stop - 1}, "
-                                       f"keys {cols.start}-{cols.stop - 1}"),
-                    key="attention_zoom_chart", width="stretch")
-    st.caption(f"Row sums inside this key span: min {dense.sum(1).min():.3f}, max {dense.sum(1).max():.3f} "
-               f"(1 when the span holds every key a query attends).")
-
-# -- 3. global tokens --------------------------------------------------------------------------------------------------
+    tabs.zoom(weights, layer, head, res.tokens)
 with global_tab:
-    if not weights.global_tokens:
-        st.info("No global tokens in this configuration: make a token global in the sidebar or the "
-                "Global-token lab.")
-        st.button("Make the first token global", key="attention_first_global",
-                  on_click=lambda: ss.update({"global": "0"}))
-    else:
-        g_pos = list(weights.global_tokens)
-        st.plotly_chart(figs.global_weights(weights.from_global[head].float().cpu().numpy(), g_pos, tokens,
-                                            f"Layer {layer}, head {head}: what each global token attends to",
-                                            "weight from the global token"),
-                        key="attention_from_global_chart", width="stretch")
-        st.plotly_chart(figs.global_weights(weights.to_global[head].float().cpu().numpy().T, g_pos, tokens,
-                                            f"Layer {layer}, head {head}: what every token gives each global "
-                                            f"token", "weight to the global token"),
-                        key="attention_to_global_chart", width="stretch")
-        table = headstats.global_summary(weights, head, tokens)
-        st.dataframe(table, hide_index=True, width="stretch", key="attention_global_table")
-        st.download_button("Download CSV", table.to_csv(index=False), "lfviz_global_tokens.csv", "text/csv",
-                           key="attention_global_csv")
-
-# -- 4. attention received, over the text ----------------------------------------------------------------------------
+    tabs.global_tokens(weights, layer, head, res.tokens)
 with text_tab:
-    t1, t2 = st.columns([1, 3])
-    mean_heads = t1.toggle("Mean over heads", key="attention_recv_mean")
-    with st.spinner("Summing the attention each token receives..."):
-        recv_all = _received(res, run_key, layer)  # (H, n)
-    recv = recv_all.mean(0) if mean_heads else recv_all[head]
-    first = 0
-    if n > TEXT_SPAN:
-        first = t2.slider("First token shown", 0, n - TEXT_SPAN, 0, step=50, key="attention_recv_start")
-    last = min(first + TEXT_SPAN, n)
-    vmax = float(np.quantile(recv[first:last], 0.98)) or 1.0  # robust: one sink token must not wash out the rest
-    st.caption(f"Tokens {first}-{last - 1} of {n}. Background = total weight the token receives from all queries "
-               f"({'mean over heads' if mean_heads else f'head {head}'}, layer {layer}); darkest at >= "
-               f"{vmax:.3g} (the span's 98th percentile). Hover a token for its value.")
-    st.html(figs.received_html(res.text, tokens, res.offsets, recv, first, last, vmax))
-    table = pd.DataFrame({"position": np.arange(n), "token": tokens, "received": np.round(recv, 5)})
-    st.download_button("Download CSV (all tokens)", table.to_csv(index=False), "lfviz_received.csv", "text/csv",
-                       key="attention_recv_csv")
-
-# -- 5. head overview -------------------------------------------------------------------------------------------------
+    tabs.received_over_text(res, run_key, layer, head)
 with grid_tab:
-    metric = st.selectbox("Metric", list(headstats.METRICS), format_func=headstats.METRICS.get,
-                          key="attention_grid_metric")
-    with st.spinner("Computing statistics for every head..."):
-        stats = _stats(res, run_key)
-    grid = stats.pivot(index="layer", columns="head", values=metric)
-    st.plotly_chart(figs.head_grid(grid.to_numpy(), headstats.METRICS[metric], (layer, head), list(grid.index)),
-                    key="attention_grid_chart", width="stretch")
-    st.caption("Mean distance: weighted |query - key| in tokens; entropy: of each query's distribution, in nats; "
-               "global share: weight on global tokens. Each is averaged over the query rows.")
-    st.dataframe(stats, hide_index=True, width="stretch", key="attention_grid_table")
-    st.download_button("Download CSV", stats.to_csv(index=False), "lfviz_head_stats.csv", "text/csv",
-                       key="attention_grid_csv")
+    tabs.head_overview(res, run_key, layer, head)

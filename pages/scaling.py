@@ -1,13 +1,10 @@
 """Scaling: time and memory of one forward pass vs sequence length, measured live on this machine, for lfviz's
 Longformer attention (the sidebar's configuration), full attention and Hugging Face's LongformerModel."""
-import pandas as pd
 import streamlit as st
-import torch
 
-from lfviz import app_state, scaling
-from lfviz.figures.scaling import memory_figure, time_figure
+from lfviz.app import cache, routing, scaling
 
-app_state.ensure_app_routing()
+routing.ensure_app_routing()
 ss = st.session_state
 st.title("Scaling: time and memory vs sequence length")
 st.markdown(
@@ -17,104 +14,23 @@ st.markdown(
     "global tokens), with full attention on the same weights, and with Hugging Face's own `LongformerModel`."
 )
 
-runner = app_state.current_runner()
-config = app_state.current_config()
+runner = cache.current_runner()
+config = cache.current_config()
 if runner is None or config is None:
     st.stop()
-
-
-def kept(widget, name: str, label: str, default, valid=lambda v: True, arg: str = "value", **kwargs):
-    """A widget whose value survives visits to other pages: Streamlit forgets the keys of widgets it does not
-    draw, so the value is copied to a plain key and given back as the widget's starting value."""
-    keep = f"_scaling_keep_{name}"
-    start = ss.get(keep, default)
-    start = start if valid(start) else default  # e.g. a length the newly chosen model cannot take
-    ss[keep] = widget(label, key=f"scaling_{name}", **{arg: start}, **kwargs)
-    return ss[keep]
-
-
-options = [n for n in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384) if n < runner.max_tokens]
-options.append(runner.max_tokens)
-default_range = (min(256, options[-1]), min(4096, options[-1]))
-c1, c2, c3 = st.columns([3, 2, 1])
-with c1:
-    lo, hi = kept(st.select_slider, "lengths", "Lengths (tokens; every length listed in this range is run)",
-                  default_range, valid=lambda v: all(x in options for x in v), options=options,
-                  format_func=lambda n: f"{n:,}")
-with c2:
-    methods = kept(st.multiselect, "methods", "Methods", list(scaling.DEFAULT_METHODS), arg="default",
-                   valid=lambda v: all(m in scaling.METHODS for m in v), options=list(scaling.METHODS),
-                   format_func=scaling.METHODS.get)
-with c3:
-    repeats = kept(st.number_input, "repeats", "Runs per point", 1, min_value=1, max_value=5, step=1,
-                   help="Each point is the fastest of at least this many runs (points under 0.3 s run more "
-                        "often anyway); 2-3 steady the numbers on a busy machine.")
-lengths = [n for n in options if lo <= n <= hi]
-threads = torch.get_num_threads()
-device = f"{runner.device.type.upper()}" + (f" ({threads} threads)" if runner.device.type == "cpu" else "")
-st.caption(f"{len(lengths)} lengths x {len(methods)} methods on {device}. Full attention costs grow ~4x per "
-           "doubling; the default set (256-4,096 tokens, three methods) takes about 15 s on 2 idle CPU cores. "
-           "Other work on the machine (another tab, another program) slows the numbers down.")
+lengths, methods, repeats, device = scaling.controls(runner)
 
 # A callback records the click, so a rerun before the body runs (routing) cannot lose it.
 st.button("Measure", key="scaling_run", type="primary", disabled=not methods,
           on_click=lambda: ss.update(_scaling_requested=True))
 if ss.pop("_scaling_requested", False) and methods:
-    bar = st.progress(0.0, text="Copying the model for Hugging Face's implementation..." if "hf" in methods
-                      else "Starting...")
-
-    def show(done: int, total: int, what: str) -> None:
-        bar.progress(done / total, text=f"{done}/{total}: {what}")
-
-    try:
-        rows = scaling.measure(runner, lengths, methods, config, repeats=int(repeats), progress=show)
-    except ValueError as e:
-        st.error(f"Cannot measure: {e}")
-    else:
-        ss["scaling_results"] = dict(rows=rows, model=runner.model_id, device=device, repeats=int(repeats),
-                                     config=(ss["window"], ss["dilation"], ss["global"]),
-                                     memory=scaling.memory_meaning(runner.device))
-    bar.empty()
+    scaling.measure(runner, config, lengths, methods, repeats, device)
 elif not methods:
     st.warning("Pick at least one method to measure.")
 
-results = ss.get("scaling_results")
-if not results:
+if not ss.get("scaling_results"):
     st.info("Nothing measured yet. **Measure** runs one forward pass per method and length (random token ids, no "
             "attention capture) and records the wall time and the memory it took, then plots both against the "
             "length on log-log axes. The results stay here while you visit other pages.")
     st.stop()
-
-window, dilation, globals_ = results["config"]
-st.caption(f"Measured: {results['model']} on {results['device']}, fastest of at least {results['repeats']} run(s) "
-           f"per point; lfviz with window {window}, dilation {dilation}, global tokens [{globals_ or 'none'}].")
-if (results["model"], results["config"]) != (runner.model_id, (ss["window"], ss["dilation"], ss["global"])):
-    st.info("The model or the sidebar's configuration has changed since: click **Measure** to measure again.")
-
-rows = results["rows"]
-left, right = st.columns(2)
-with left:
-    st.plotly_chart(time_figure(rows), key="scaling_time_chart")
-    growth = scaling.growth_exponents(rows)
-    if growth:
-        st.caption("Growth over the three longest lengths (time ~ n^k, log-log slope): "
-                   + "; ".join(f"{m}: k = {k:.2f}" for m, k in growth.items())
-                   + ". k = 1 is linear, k = 2 quadratic; short lengths are dominated by the feed-forward "
-                     "layers, which are linear for every method.")
-with right:
-    st.plotly_chart(memory_figure(rows), key="scaling_memory_chart")
-    st.caption(f"**Measured memory** (solid): {results['memory']}. Small or zero values mean the call reused "
-               "memory already held, not that it needed none. **Scores** (dotted, computed, not measured): the "
-               "fp32 attention scores of one layer, all heads, in the method's layout (band n x (W + 1) plus "
-               "global columns; n x n for full attention), i.e. what an implementation that keeps them at once "
-               "holds. Hugging Face keeps them; lfviz's kernel and PyTorch's SDPA work through them a few MB at "
-               "a time.")
-
-table = pd.DataFrame(rows).drop(columns=["key"])
-st.dataframe(table, hide_index=True, key="scaling_table", column_config={
-    "seconds": st.column_config.NumberColumn("seconds", format="%.3f"),
-    "memory_mb": st.column_config.NumberColumn("measured MB", format="%.1f"),
-    "scores_mb": st.column_config.NumberColumn("scores MB (one layer)", format="%.1f"),
-})
-st.download_button("Download CSV", table.to_csv(index=False), file_name="lfviz_scaling.csv", mime="text/csv",
-                   key="scaling_csv")
+scaling.results(runner, ss["scaling_results"])

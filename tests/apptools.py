@@ -1,14 +1,24 @@
-"""Shared AppTest helpers: open a page on a given document, find a Plotly chart by title, decode its arrays."""
+"""Shared AppTest helpers: the app and its pages, open a page on a given document, find a Plotly chart by title, decode its arrays."""
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")  # absolute: AppTest resolves a relative path against the calling test's folder
+PAGES = ["pages/document.py", "pages/pattern.py", "pages/attention.py", "pages/global_lab.py",
+         "pages/head_view.py", "pages/scaling.py"]
+
+
+def new_app(timeout: float = 180) -> AppTest:
+    return AppTest.from_file(APP, default_timeout=timeout)
+
 
 def open_page(page: str, document: str, **state) -> AppTest:
     """The app with `document` (and any other session values), switched to pages/<page>.py, no exception."""
-    at = AppTest.from_file("../app.py", default_timeout=180)
+    at = new_app()
     at.session_state["document"] = document
     at.session_state["sample"] = "custom"
     for k, v in state.items():

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoTokenizer, LongformerConfig
 
 import lfviz
-from lfviz.loading import embedded_model_dir
+from lfviz.model.loading import embedded_model_dir
 
 
 def tiny_config(**kw) -> LongformerConfig:

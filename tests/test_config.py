@@ -52,3 +52,22 @@ def test_lists_become_tuples_and_round_trip():
     assert AttentionConfig.from_dict(cfg.to_dict()) == cfg
     assert hash(cfg) == hash(AttentionConfig.from_dict(cfg.to_dict()))
     assert cfg.uses_dilation and not AttentionConfig().uses_dilation
+
+
+def test_per_layer_controls_become_configuration_text():
+    """The lab's per-layer sliders (window, dilation on chosen heads) as the sidebar's fields, collapsed where
+    layers or heads agree, and accepted back by the parser."""
+    from lfviz.textspec import config_from_text, layer_settings_text
+
+    same = layer_settings_text([512, 512], [1, 1], [[0, 1, 2], [0, 1, 2]], 3)
+    assert same == {"window": "512", "dilation": "1"}
+    every_head = layer_settings_text([64, 128], [2, 2], [[0, 1, 2], [0, 1, 2]], 3)
+    assert every_head == {"window": "64,128", "dilation": "2"}
+    per_layer = layer_settings_text([64, 64], [1, 3], [[0, 1, 2], [0, 1, 2]], 3)
+    assert per_layer["dilation"] == "1,3"
+    per_head = layer_settings_text([64, 64], [1, 2], [[], [1]], 3)
+    assert per_head["dilation"] == "1;1,2,1"
+    cfg = config_from_text(per_head["window"], per_head["dilation"], "")
+    assert cfg.resolve(2, 3)[1].dilation == (1, 2, 1)
+    with pytest.raises(ValueError, match="one of each per layer"):
+        layer_settings_text([64], [1, 2], [[], []], 3)

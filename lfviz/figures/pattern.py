@@ -1,5 +1,6 @@
 """Figures of the Pattern page (pure: arrays/lists in, go.Figure out): an attention pattern as a picture of
-positions, per-layer attention memory, and how far a token's information travels layer by layer."""
+positions (binned into cells, optionally zoomed to a span), per-layer attention memory, and how far a token's
+information travels layer by layer. Pairs come from `lfviz.analysis.patterns` (never an n x n matrix)."""
 from __future__ import annotations
 
 import html
@@ -7,10 +8,55 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 
+from ..analysis.patterns import density
+
 # any attended pair shows (light blue), so a single global row stays visible in a 16-token cell
 PATTERN_COLORS = [[0.0, "#ffffff"], [1e-6, "#c6dbef"], [0.5, "#4292c6"], [1.0, "#08306b"]]
 PATTERN_HUES = {"Longformer": "#1f77b4", "full": "#7f7f7f", "BigBird": "#2ca02c"}
 REACH_HUES = {"current configuration": "#1f77b4", "without global tokens": "#ff7f0e", "full attention": "#7f7f7f"}
+
+
+def cell_edges(start: int, stop: int, max_cells: int) -> np.ndarray:
+    """(k + 1,) token boundaries of at most `max_cells` cells covering positions [start, stop).
+
+    Every cell holds the same whole number of tokens s = ceil((stop - start) / max_cells), except the last one,
+    which may stop early at `stop`; s = 1 (one cell per token) when the span fits.
+    """
+    m = stop - start
+    s = -(-m // max_cells)
+    k = -(-m // s)
+    return start + np.minimum(np.arange(k + 1) * s, m)
+
+
+def _check_span(n: int, start: int, stop: int | None) -> int:
+    stop = n if stop is None else stop
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"zoom span [{start}, {stop}) must lie inside the document's 0..{n} and hold a token")
+    return stop
+
+
+def pattern_cells(rows: np.ndarray, cols: np.ndarray, n: int, start: int = 0, stop: int | None = None,
+                  max_cells: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Share of attended (query, key) pairs per cell of the picture of positions [start, stop) on both axes.
+
+    rows, cols: attended pairs (e.g. `patterns.longformer_pairs`). Returns z (k, k), z[i, j] = attended pairs /
+    all pairs in query cell i x key cell j (exactly the mask when cells are single tokens), and edges (k + 1,)
+    from `cell_edges`.
+    """
+    stop = _check_span(n, start, stop)
+    keep = (rows >= start) & (rows < stop) & (cols >= start) & (cols < stop)
+    edges = cell_edges(start, stop, max_cells)
+    k, s = len(edges) - 1, int(edges[1] - edges[0])
+    # k * s tokens split into k cells gives `density` whole cells of s tokens; the last may run past `stop`
+    z = density(rows[keep] - start, cols[keep] - start, k * s, k)  # (k, k), pairs / s^2
+    sizes = np.diff(edges)
+    return z * (s * s) / np.outer(sizes, sizes), edges
+
+
+def full_cells(n: int, start: int = 0, stop: int | None = None, max_cells: int = 256):
+    """`pattern_cells` of full attention (every pair attended), without listing n^2 pairs."""
+    edges = cell_edges(start, _check_span(n, start, stop), max_cells)
+    return np.ones((len(edges) - 1,) * 2), edges
 
 
 def cell_labels(edges: np.ndarray, tokens: list[str] | None = None) -> list[str]:
@@ -30,7 +76,7 @@ def pattern_heatmap(z: np.ndarray, edges: np.ndarray, title: str, tokens: list[s
                     ticks: int = 8, height: int = 430) -> go.Figure:
     """Heatmap of z (k, k) = share of attended pairs per cell (rows: queries, columns: keys, query 0 on top).
 
-    edges (k + 1,): token boundaries of the cells (`pattern_view.cell_edges`); axes read in token positions and
+    edges (k + 1,): token boundaries of the cells (`cell_edges`); axes read in token positions and
     hover gives each cell's query and key range, or the tokens themselves where a cell is one token.
     """
     labels = cell_labels(edges, tokens)
@@ -50,7 +96,7 @@ def pattern_heatmap(z: np.ndarray, edges: np.ndarray, title: str, tokens: list[s
 
 
 def costs_figure(rows: list[dict], log: bool = False) -> go.Figure:
-    """Grouped bars: attention-score memory per layer for each pattern. rows: `pattern_view.costs_frame` records."""
+    """Grouped bars: attention-score memory per layer for each pattern. rows: `analysis.patterns.costs_frame` records."""
     fig = go.Figure()
     for name in dict.fromkeys(r["pattern"] for r in rows):
         mine = [r for r in rows if r["pattern"] == name]

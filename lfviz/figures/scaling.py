@@ -1,4 +1,4 @@
-"""Figures of the Scaling page (pure: rows from `lfviz.scaling.measure` in, go.Figure out).
+"""Figures of the Scaling page (pure: rows from `lfviz.analysis.scaling.measure` in, go.Figure out).
 
 Both plots are log-log, so a straight line of slope k means time (or memory) grows like n^k.
 Points that were skipped or came out non-positive are left out (a log axis cannot show them).

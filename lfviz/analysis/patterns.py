@@ -1,0 +1,181 @@
+"""Attention patterns as numbers: Longformer (from the mask predicate), full, and BigBird block-sparse;
+attended-pair counts and attention memory per layer (as tables), and how far information travels layer by layer.
+
+Everything here works without a model and without an n x n matrix, so 16k-token documents stay cheap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..attention.layout import band_key_index
+from ..config import LayerSpec
+
+
+def longformer_pairs(spec: LayerSpec, n: int, global_tokens=(), head: int = 0):
+    """(rows, cols) int arrays of every attended (query, key) pair of one head, built from the band layout.
+
+    Band cells are exactly the predicate's local pairs; global rows/columns are added once.
+    """
+    keys = band_key_index(n, spec.window, spec.dilation[head : head + 1])[0]  # (n, W+1)
+    is_global = torch.zeros(n, dtype=torch.bool)
+    is_global[list(global_tokens)] = True
+    rows = torch.arange(n).view(n, 1).expand_as(keys)
+    inside = (keys >= 0) & (keys < n)
+    local = inside & ~is_global[keys.clamp(0, n - 1)] & ~is_global.view(n, 1)
+    r, c = [rows[local]], [keys[local]]
+    g = torch.tensor(sorted(global_tokens), dtype=torch.long)
+    if len(g):
+        ng = (~is_global).nonzero().flatten()
+        r += [ng.repeat_interleave(len(g)), g.repeat_interleave(n)]  # non-global rows -> global columns,
+        c += [g.repeat(len(ng)), torch.arange(n).repeat(len(g))]     # global rows -> every column
+    return torch.cat(r).numpy(), torch.cat(c).numpy()
+
+
+def density(rows: np.ndarray, cols: np.ndarray, n: int, cells: int = 256) -> np.ndarray:
+    """(k, k) share of attended pairs in each cell of an n x n picture downsampled to k = min(n, cells)."""
+    k = min(n, cells)
+    edges = np.linspace(0, n, k + 1)
+    ri = np.searchsorted(edges, rows, side="right") - 1
+    ci = np.searchsorted(edges, cols, side="right") - 1
+    counts = np.bincount(ri * k + ci, minlength=k * k).reshape(k, k).astype(np.float64)
+    sizes = np.diff(np.ceil(edges).astype(np.int64))  # whole tokens per cell: t lands in i if e[i] <= t < e[i+1]
+    area = np.outer(sizes, sizes).astype(np.float64)
+    return np.divide(counts, area, out=np.zeros_like(counts), where=area > 0)
+
+
+def full_pairs(n: int):
+    idx = np.arange(n)
+    return np.repeat(idx, n), np.tile(idx, n)
+
+
+def bigbird_min_length(block: int = 64, num_random: int = 3) -> int:
+    return (5 + 2 * num_random) * block
+
+
+def bigbird_blocks(n: int, block: int = 64, num_random: int = 3, seed: int = 0) -> list[list[int]]:
+    """Key blocks of each query block in BigBird's ITC pattern (window 3 blocks, first/last block global).
+
+    Query blocks 0 and nb-1 attend everything; every other block attends its neighbours, the first and last
+    block, and `num_random` random others. Raises ValueError below `bigbird_min_length` tokens.
+    """
+    if n < bigbird_min_length(block, num_random):
+        raise ValueError(f"BigBird's block-sparse pattern needs at least {bigbird_min_length(block, num_random)} "
+                         f"tokens with block size {block} and {num_random} random blocks (this text has {n}); "
+                         f"BigBird uses full attention below that")
+    nb = -(-n // block)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(nb):
+        if i in (0, nb - 1):
+            out.append(list(range(nb)))
+            continue
+        fixed = {0, nb - 1, i - 1, i, i + 1}
+        pool = [b for b in range(nb) if b not in fixed]
+        rand = rng.choice(pool, size=min(num_random, len(pool)), replace=False).tolist()
+        out.append(sorted(fixed | set(rand)))
+    return out
+
+
+def bigbird_pairs(n: int, block: int = 64, num_random: int = 3, seed: int = 0):
+    rows, cols = [], []
+    for qb, kbs in enumerate(bigbird_blocks(n, block, num_random, seed)):
+        q = np.arange(qb * block, min(n, (qb + 1) * block))
+        k = np.concatenate([np.arange(b * block, min(n, (b + 1) * block)) for b in kbs])
+        rows.append(np.repeat(q, len(k)))
+        cols.append(np.tile(k, len(q)))
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+@dataclass
+class PatternCost:
+    name: str
+    pairs: int  # attended (query, key) pairs per head
+    share: float  # pairs / n^2
+    score_bytes: int  # fp32 attention scores for all heads of one layer, as each method stores them
+
+
+def layer_costs(spec: LayerSpec, n: int, num_heads: int, global_tokens=(), block: int = 64,
+                num_random: int = 3) -> list[PatternCost]:
+    """Longformer vs full vs BigBird for one layer (pairs of head 0; memory for all heads, fp32)."""
+    G = len(global_tokens)
+    lf = len(longformer_pairs(spec, n, global_tokens)[0])
+    costs = [PatternCost("Longformer", lf, lf / n**2, num_heads * 4 * (n * (spec.window + 1 + G) + G * n)),
+             PatternCost("full", n * n, 1.0, num_heads * 4 * n * n)]
+    try:
+        blocks = bigbird_blocks(n, block, num_random)
+        size = [min(n, (b + 1) * block) - b * block for b in range(len(blocks))]  # the last block may be short
+        bb = sum(size[q] * sum(size[k] for k in kbs) for q, kbs in enumerate(blocks))  # pairs, without listing them
+        stored = sum(len(kbs) for kbs in blocks) * block * block
+        costs.append(PatternCost("BigBird", bb, bb / n**2, num_heads * 4 * stored))
+    except ValueError:
+        pass  # too short for BigBird's pattern
+    return costs
+
+
+def reach(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None) -> list[tuple[int, int]]:
+    """How far token `source`'s information has travelled after each layer: [(lowest, highest) position], one
+    entry per layer. Token i receives from j at a layer if i attends j there (any head)."""
+    source = n // 2 if source is None else source
+    if not 0 <= source < n:
+        raise ValueError(f"source token {source} is out of range (0..{n - 1})")
+    reached = np.zeros(n, dtype=bool)
+    reached[source] = True
+    glob = np.array(sorted(global_tokens), dtype=np.int64)
+    out = []
+    for spec in specs:
+        new = reached.copy()
+        for d in set(spec.dilation):
+            for k in range(-spec.one_sided, spec.one_sided + 1):
+                s = k * d  # i receives from i + s
+                if s > 0:
+                    new[:-s] |= reached[s:]
+                elif s < 0:
+                    new[-s:] |= reached[:s]
+        if len(glob):
+            if reached[glob].any():
+                new[:] = True  # every token attends the global tokens
+            if reached.any():
+                new[glob] = True  # global tokens attend everything
+        reached = new
+        idx = np.flatnonzero(reached)
+        out.append((int(idx[0]), int(idx[-1])))
+    return out
+
+
+def _dilation_text(spec: LayerSpec) -> str:
+    return str(spec.dilation[0]) if len(set(spec.dilation)) == 1 else ",".join(map(str, spec.dilation))
+
+
+def costs_frame(specs: tuple[LayerSpec, ...], n: int, num_heads: int, global_tokens=(), block: int = 64,
+                num_random: int = 3) -> pd.DataFrame:
+    """One row per (layer, pattern): attended pairs per head, their share of n^2, and the fp32 attention scores
+    all heads of the layer store (MiB). BigBird rows are missing when n is below its minimum length."""
+    rows = []
+    for layer, spec in enumerate(specs):
+        for c in layer_costs(spec, n, num_heads, global_tokens, block, num_random):
+            rows.append({"layer": layer, "window": spec.window, "dilation": _dilation_text(spec), "pattern": c.name,
+                         "pairs per head": c.pairs, "share of n²": round(c.share, 5),
+                         "score memory (MiB)": round(c.score_bytes / 2**20, 3)})
+    return pd.DataFrame(rows)
+
+
+def reach_curves(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None
+                 ) -> dict[str, list[tuple[int, int]]]:
+    """[(lowest, highest) position reached] after 0, 1, ..., L layers for the current configuration, the same
+    without global tokens (only when it has some), and full attention. Entry 0 is the source alone."""
+    source = n // 2 if source is None else source
+    full = tuple(LayerSpec(window=2 * n, dilation=(1,)) for _ in specs)  # a window covering every key
+    configs = {"current configuration": (specs, tuple(global_tokens))}
+    if global_tokens:
+        configs["without global tokens"] = (specs, ())
+    configs["full attention"] = (full, ())
+    return {name: [(source, source)] + reach(s, n, g, source) for name, (s, g) in configs.items()}
+
+
+def layers_to_cover(spans: list[tuple[int, int]], n: int) -> int | None:
+    """First layer after which the span covers every position 0..n-1 (None if it never does)."""
+    return next((x for x, (lo, hi) in enumerate(spans) if lo == 0 and hi == n - 1), None)

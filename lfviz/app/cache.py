@@ -1,0 +1,82 @@
+"""Cached models and runs, shared by every page and tab: the runner of a model key, a document's run under a
+configuration, and the sidebar's configuration checked against the model."""
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+import torch
+
+from ..config import AttentionConfig
+from ..model.loading import load_runner
+from ..model.runner import Runner
+from ..textspec import config_from_text
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the model...")
+def get_runner(model: str) -> Runner:
+    """One shared runner per model key ("embedded", "embedded-16k", a folder or Hub id); on a GPU warmed up
+    (kernels compiled) while the loading spinner shows."""
+    runner = load_runner("embedded", max_tokens=16384) if model == "embedded-16k" else load_runner(model)
+    if runner.device.type == "cuda":
+        runner.warm_up()
+    return runner
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _cached_run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None,
+                capture: bool):
+    runner = get_runner(model)
+    config = AttentionConfig.from_dict(json.loads(config_json))
+    # On a GPU the captures stay there: each figure reduces or slices what it shows on the device, then moves that.
+    return runner.run(text, config=config, queries=list(queries), question=question, capture=capture,
+                      capture_dtype=torch.float16, output_hidden_states=True,
+                      keep_on_device=runner.device.type == "cuda")
+
+
+def run_document(config: AttentionConfig | None = None, capture: bool = True, text: str | None = None):
+    """RunResult of the current document under `config` (default: the sidebar's), cached; None with a message
+    on the page when the input cannot be run."""
+    runner = current_runner()
+    config = config or current_config()
+    text = st.session_state.get("document", "") if text is None else text
+    if runner is None or config is None:
+        return None
+    if not text.strip():
+        st.info("No document yet: pick a sample or paste text on the Document page.")
+        return None
+    try:
+        with st.spinner("Running the model..."):
+            return _cached_run(st.session_state["model"], text, json.dumps(config.to_dict()),
+                               tuple(st.session_state.get("queries", ())), st.session_state.get("question"), capture)
+    except ValueError as e:
+        st.error(f"Cannot run this configuration: {e}")
+        return None
+    except torch.cuda.OutOfMemoryError:
+        _cached_run.clear()  # drop cached captures so the memory can be reused
+        torch.cuda.empty_cache()
+        st.error("The GPU ran out of memory for this run. Shorten the document, use a smaller window or fewer "
+                 "global tokens; the previous settings still work.")
+        return None
+
+
+def current_runner() -> Runner | None:
+    try:
+        return get_runner(st.session_state["model"])
+    except ValueError as e:
+        st.error(f"Cannot load model {st.session_state['model']!r}: {e}")
+        return None
+
+
+def current_config() -> AttentionConfig | None:
+    """The sidebar's configuration, checked against the model; None (with the error shown) if invalid."""
+    ss = st.session_state
+    try:
+        cfg = config_from_text(ss["window"], ss["dilation"], ss["global"])
+        runner = current_runner()
+        if runner is not None:
+            cfg.resolve(runner.num_layers, runner.num_heads)
+        return cfg
+    except ValueError as e:
+        st.error(f"Configuration: {e}")
+        return None

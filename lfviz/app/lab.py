@@ -1,0 +1,155 @@
+"""The Global-token lab's widget groups: picking global tokens (clicks, box selection, presets), window and
+dilation per layer, the baseline-vs-variant comparison, and sweeps. The logic they call is in `lfviz.analysis`
+(presets, compare, sweep) and `lfviz.textspec`."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from ..analysis import presets
+from ..analysis.compare import attention_change, hidden_change, token_strip_values
+from ..analysis.sweep import WINDOWS, position_points, sweep_global_position, sweep_window, window_points
+from ..config import AttentionConfig
+from ..figures import lab as figs
+from ..model.predictions import diff_predictions
+from ..textspec import format_dilation, format_positions, format_window, layer_settings_text
+from . import state
+
+
+def baseline_config(cfg: AttentionConfig) -> AttentionConfig:
+    """The lab's baseline: fixed at the first visit (the variant without global tokens) until the user sets one."""
+    ss = st.session_state
+    if "lab_baseline" not in ss:
+        ss["lab_baseline"] = json.dumps(cfg.replace(global_tokens=()).to_dict())
+    return AttentionConfig.from_dict(json.loads(ss["lab_baseline"]))
+
+
+def _set_globals(positions) -> None:
+    st.session_state["global"] = format_positions(sorted(set(positions)))
+
+
+def _apply_preset(mode: str, runner, variant, cfg: AttentionConfig) -> None:
+    ss = st.session_state
+    kind = ss["lab_preset"]
+    try:
+        question = runner.tokenize(ss["document"], ss.get("question")).question_tokens if kind == "question tokens" else ()
+        found = presets.preset_positions(kind, variant.tokens, variant.offsets, variant.text, question,
+                                         k=ss["lab_k"], pattern=ss.get("lab_pattern", ""))
+    except ValueError as e:
+        ss["_lab_msg"] = str(e)
+        return
+    if not found:
+        ss["_lab_msg"] = f"the preset '{kind}' found no token; the global tokens are unchanged"
+        return
+    _set_globals(found if mode == "replace" else set(cfg.global_tokens) | set(found))
+    ss["_lab_msg"] = f"{len(found)} token(s) from '{kind}'"
+
+
+def global_token_picker(runner, variant, cfg: AttentionConfig) -> None:
+    """The clickable token strip (a click or box toggles tokens), presets, and the list of global tokens."""
+    ss = st.session_state
+    scores, title = token_strip_values(variant)
+    event = st.plotly_chart(figs.token_strip(variant.tokens, scores, cfg.global_tokens, title), on_select="rerun",
+                            selection_mode=("points", "box"), key="lab_strip", width="stretch")
+    picked = tuple(event.selection.point_indices) if event and event.selection else ()
+    if not picked:
+        ss.pop("_lab_picked", None)
+    elif ss.get("_lab_picked") != picked:  # a new click or box: toggle those tokens once
+        ss["_lab_picked"] = picked
+        state.request(**{"global": format_positions(presets.toggle(cfg.global_tokens, picked))})
+
+    c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
+    c1.selectbox("Preset", presets.PRESETS, key="lab_preset")
+    c2.number_input("k", 1, 4096, 256, key="lab_k")
+    c3.text_input("Word or regex", key="lab_pattern", placeholder="e.g. termination")
+    with c4:
+        b1, b2, b3 = st.columns(3)
+        b1.button("Replace", key="lab_replace", on_click=_apply_preset, args=("replace", runner, variant, cfg))
+        b2.button("Add", key="lab_add", on_click=_apply_preset, args=("add", runner, variant, cfg))
+        b3.button("Clear", key="lab_clear", on_click=_set_globals, args=((),))
+    if ss.get("_lab_msg"):
+        st.caption(ss.pop("_lab_msg"))
+    shown = ", ".join(f"{p} `{variant.tokens[p]}`" for p in cfg.global_tokens[:40])
+    st.write(f"**Global tokens ({len(cfg.global_tokens)}):** " + (shown or "none") +
+             (" ..." if len(cfg.global_tokens) > 40 else ""))
+
+
+def layer_controls(runner, specs) -> None:
+    """Window and dilation (on chosen heads) per layer, applied to the sidebar's configuration on request."""
+    ss = st.session_state
+    L, H = runner.num_layers, runner.num_heads
+    with st.expander("Window and dilation per layer"):
+        for l, (col, spec) in enumerate(zip(st.columns(L), specs)):
+            with col:
+                st.markdown(f"**Layer {l}**")
+                st.select_slider("window", sorted(set(WINDOWS) | {spec.window}), value=spec.window,
+                                 key=f"lab_window_{l}")
+                st.slider("dilation", 1, 8, max(spec.dilation), key=f"lab_dil_{l}")
+                dilated = [h for h, d in enumerate(spec.dilation) if d > 1] or list(range(H))
+                st.multiselect("on heads", list(range(H)), default=dilated, key=f"lab_heads_{l}")
+
+        def apply():
+            ss.update(layer_settings_text([ss[f"lab_window_{l}"] for l in range(L)],
+                                          [ss[f"lab_dil_{l}"] for l in range(L)],
+                                          [ss[f"lab_heads_{l}"] for l in range(L)], H))
+
+        st.button("Apply to the configuration", key="lab_apply_layers", on_click=apply)
+
+
+def describe(cfg: AttentionConfig) -> str:
+    return (f"window {format_window(cfg.window)}, dilation {format_dilation(cfg.dilation)}, "
+            f"global [{format_positions(cfg.global_tokens)}]")
+
+
+def comparison(baseline, variant) -> None:
+    """Prediction changes (chart, table, CSV) and the per-layer change of attention and hidden states."""
+    rows = diff_predictions(baseline.predictions, variant.predictions)
+    if rows:
+        left, right = st.columns([3, 2])
+        left.plotly_chart(figs.prediction_bars(rows), key="lab_pred_chart", width="stretch")
+        table = pd.DataFrame(rows)
+        right.dataframe(table, hide_index=True, width="stretch", key="lab_pred_table")
+        right.download_button("Download CSV", table.to_csv(index=False), "lfviz_predictions.csv", "text/csv",
+                              key="lab_pred_csv")
+    else:
+        st.info(variant.predictions.note or "This model gives no ranked predictions for this document; add "
+                "queries on the Document page.")
+    st.plotly_chart(figs.layer_changes(attention_change(baseline.capture, variant.capture),
+                                       hidden_change(baseline.hidden_states, variant.hidden_states)),
+                    key="lab_layers_chart", width="stretch")
+
+
+def sweep_panel(runner, variant, cfg: AttentionConfig) -> None:
+    """Move one global token across the document, or vary the window; track one prediction's score."""
+    ss = st.session_state
+    with st.expander("Sweep: move one global token across the document, or vary the window"):
+        labels = [r["label"] for r in variant.predictions.rows]
+        if not labels:
+            st.info("A sweep tracks a prediction's score: add queries on the Document page first.")
+            return
+        s1, s2, s3 = st.columns(3)
+        s1.radio("Sweep", ["global token position", "window"], key="lab_sweep_kind")
+        s2.selectbox("Track", labels, key="lab_sweep_label")
+        s3.slider("Points", 3, 40, 12, key="lab_sweep_points")
+        # A callback records the click, so a rerun before the body runs (routing) cannot lose it.
+        st.button("Run the sweep", key="lab_sweep_run", on_click=lambda: ss.update(_lab_sweep_requested=True))
+        if ss.pop("_lab_sweep_requested", False):
+            bar = st.progress(0.0, text="Sweeping...")
+            k = ss["lab_sweep_points"]
+            common = dict(label=ss["lab_sweep_label"], queries=ss.get("queries", ()), question=ss.get("question"),
+                          progress=lambda f: bar.progress(f, text=f"Sweeping... {f:.0%}"))
+            if ss["lab_sweep_kind"] == "window":
+                rows = sweep_window(runner, ss["document"], cfg, window_points(variant.n, k), **common)
+                ss["_lab_sweep"] = ("window", rows)
+            else:
+                rows = sweep_global_position(runner, ss["document"], cfg, position_points(variant.n, k), **common)
+                ss["_lab_sweep"] = ("position", rows)
+            bar.empty()
+        if ss.get("_lab_sweep"):
+            kind, rows = ss["_lab_sweep"]
+            st.plotly_chart(figs.sweep_line(rows, kind, ss["lab_sweep_label"]), key="lab_sweep_chart",
+                            width="stretch")
+            st.download_button("Download CSV", pd.DataFrame(rows).to_csv(index=False), "lfviz_sweep.csv",
+                               "text/csv", key="lab_sweep_csv")

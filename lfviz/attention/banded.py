@@ -1,0 +1,94 @@
+"""Longformer attention for one layer: the band + global columns from a kernel (blocked or FlexAttention), the
+global rows computed apart, the weights in the split layout.
+
+Checked for equality against `reference.reference_attention` (tests/attention/test_banded.py), for both kernels.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import torch
+
+from ..config import LayerSpec
+from . import flex
+from .blocked import blocked_local
+from .indexing import positions
+from .layout import AttentionWeights
+
+
+IMPLS = ("auto", "blocked", "flex")
+
+
+def resolve_impl(impl: str, device: torch.device, head_dim: int = 64, n: int | None = None,
+                 dilation: tuple[int, ...] = (1,)) -> str:
+    """"auto": FlexAttention on a CUDA GPU that can compile it for this head size, where every residue class of
+    the n tokens fills a block; the blocked kernel elsewhere."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if impl == "auto":
+        fits = n is None or flex.suits(n, dilation)
+        return "flex" if fits and flex.available(device, head_dim) else "blocked"
+    return impl
+
+
+def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=None, kg=None, vg=None,
+                     need_weights: bool = False, block: int | None = None,
+                     weights_dtype: torch.dtype = torch.float32, impl: str = "auto"):
+    """Longformer attention for one layer.
+
+    q, k, v:  (H, n, hd) local projections of every position.
+    qg:       (H, G, hd) global query projections of the global tokens only (G ascending positions);
+    kg, vg:   (H, n, hd) global key/value projections of every position. All three None when G == 0.
+    valid:    (n,) bool, False at padding (None: no padding).
+    impl:     the band + global columns part: "blocked" (`blocked.py`), "flex" (FlexAttention, `flex.py`)
+              or "auto" (flex on a CUDA GPU, blocked elsewhere). The global rows are computed here either way.
+    Returns out (H, n, hd) and, if need_weights, AttentionWeights in `weights_dtype` (softmax is always fp32).
+    """
+    H, n, hd = q.shape
+    scale = 1.0 / math.sqrt(hd)
+    dev = q.device
+    chosen = resolve_impl(impl, dev, hd, n, spec.dilation)
+    G = len(global_tokens)
+    # without padding, the length and the global positions fix the layout: flex makes one block mask for all layers
+    layout_key = (n, tuple(global_tokens)) if valid is None else None
+    g_idx = positions(tuple(global_tokens), dev)
+    is_global = torch.zeros(n, dtype=torch.bool, device=dev).index_fill_(0, g_idx, True)
+    padded = valid is not None
+    valid = torch.ones(n, dtype=torch.bool, device=dev) if valid is None else valid.to(dev, torch.bool)
+    band_ok = valid & ~is_global
+    qs = q * scale
+    gk, gv = k[:, g_idx], v[:, g_idx]  # (H, G, hd): non-global rows see global keys through local projections
+    blocked = functools.partial(blocked_local, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype, block)
+    if chosen == "flex":
+        try:
+            out, band, tog, rec = flex.flex_local(qs, k, v, band_ok, spec.one_sided, spec.dilation, gk, gv,
+                                                  need_weights, weights_dtype, layout_key=layout_key)
+        except flex.FlexUnavailable as e:
+            if impl != "auto":
+                raise
+            warnings.warn(f"{e}; using the blocked kernel instead", stacklevel=2)
+            out, band, tog, rec = blocked()
+    else:
+        out, band, tog, rec = blocked()
+
+    from_global = None
+    if G:
+        s = (qg * scale).float() @ kg.float().transpose(-1, -2)  # (H, G, n)
+        s = s.masked_fill(~valid.view(1, 1, n), float("-inf"))
+        from_global = torch.softmax(s, dim=-1)
+        out[:, g_idx] = (from_global.to(vg.dtype) @ vg).to(out.dtype)
+    if padded:  # a padding query attends nothing (mask.py): its output is 0, as in HF, allenai and the reference
+        out.masked_fill_(~valid.view(1, n, 1), 0.0)
+    if not need_weights:
+        return out, None
+    # rows that hold no band / to_global weights; band and tog are fresh kernel tensors, zeroed in place
+    silent = (is_global | ~valid).view(1, n, 1)
+    band.masked_fill_(silent, 0.0)
+    tog.masked_fill_(silent, 0.0)
+    if G:  # what the global tokens receive (columns) and give (their rows), on top of the band
+        rec[:, g_idx] += tog.float().sum(1)
+        rec += from_global.sum(1)
+    from_global = band.new_zeros(H, 0, n) if from_global is None else from_global.to(weights_dtype)
+    return out, AttentionWeights(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens), rec)

@@ -1,0 +1,157 @@
+"""The blocked kernel: Longformer's band + global columns in one softmax, block by block (the CPU's fast path,
+and the GPU's where FlexAttention cannot run).
+
+Checked for equality against `reference.reference_attention` (tests/attention/test_banded.py).
+
+How it works:
+- Queries are cut into blocks of B rows; block b sees keys [b*B - w, b*B + B + w), a window of L = B + 2w keys
+  (an `unfold` of the padded keys). Scores (B, L) per block are one batched matmul; cells outside the band
+  (relative offset beyond w) or at padding/global keys are masked. The global keys are appended to every
+  block as G extra columns, so one softmax covers band + globals exactly as Longformer defines it.
+- The band layout (W + 1 columns) is a strided view of the block scores: cell (r, c) is block cell (r, r + c).
+- Dilation d: each residue class i mod d is run as an undilated band (`indexing.to_classes`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import LayerSpec
+from .indexing import from_classes, mask_to_classes, positions, to_classes
+
+
+def _block_size(w: int, m: int) -> int:
+    # Small blocks waste less of the (B + 2w) key window; too small and the batched matmuls get inefficient.
+    b = min(128, max(16, w // 2))
+    return max(1, min(b, m))
+
+
+# Scores held at once: a few MB keep the CPU's working set in cache; on a GPU, larger chunks mean fewer launches.
+CHUNK_BYTES = {"cpu": 4 << 20, "cuda": 64 << 20}
+
+
+def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | None = None,
+               chunk_bytes: int | None = None, weights_dtype: torch.dtype = torch.float32, lse=None):
+    """Undilated band + global columns for a batch of sequences.
+
+    q, k, v: (Bt, h, m, hd), q already scaled;  key_ok: (Bt, m) bool, keys allowed in the band;
+    gk, gv: (h, G, hd) local-projection keys/values of the global tokens (G may be 0).
+    Returns out (Bt, h, m, hd) and, if need_weights, band (Bt, h, m, 2w + 1), to_global (Bt, h, m, G) and
+    received (Bt, h, m) fp32: the band weight each key receives from the rows that count (key_ok rows:
+    non-global, non-padding), summed while the probabilities are still in cache.
+    lse: (Bt, h, m) fp32 log-sum-exp of each row's scores when it is already known (FlexAttention returns it):
+    then only the weights are rebuilt, p = exp(score - lse), scores in fp32; out is None and v, gv are unused.
+
+    Blocks are processed `chunk_bytes` of scores at a time: the working set stays in cache and the temporaries
+    reuse the same memory instead of faulting in fresh pages for every layer.
+    """
+    Bt, h, m, hd = q.shape
+    w_full = w
+    w = min(w, m - 1)  # offsets beyond m - 1 never hit a key; pad those band columns at the end
+    B = block or _block_size(w, m)
+    nb = -(-m // B)
+    mp = nb * B
+    L = B + 2 * w
+    G = gk.shape[1]
+    dev = q.device
+    need_weights = need_weights or lse is not None
+    # the scores' dtype: fp32 when rebuilding from an fp32 log-sum-exp (half-precision scores would not match it)
+    sdt = torch.float32 if lse is not None else q.dtype
+
+    qb = F.pad(q, (0, 0, 0, mp - m)).view(Bt, h, nb, B, hd)
+    kp = F.pad(k, (0, 0, w, mp - m + w))  # (Bt, h, mp + 2w, hd): block b's keys start at row b * B
+    okp = F.pad(key_ok, (w, mp - m + w), value=False)  # (Bt, mp + 2w)
+    r = torch.arange(B, device=dev).view(B, 1)
+    c = torch.arange(L, device=dev).view(1, L)
+    outside = (c < r) | (c > r + 2 * w)  # (B, L): key offset c - r - w beyond [-w, w]
+    masked = outside.view(1, 1, B, L) | ~okp.unfold(1, L, B).view(Bt, nb, 1, L)  # (Bt, nb, B, L), made once
+
+    chunk_bytes = chunk_bytes or CHUNK_BYTES.get(dev.type, CHUNK_BYTES["cpu"])
+    cb = max(1, min(nb, chunk_bytes // max(1, Bt * h * B * (L + G) * 4)))  # blocks per chunk
+    kbuf = q.new_empty(Bt, h, cb, L + G, hd, dtype=sdt)  # key window + the G global keys, reused by every chunk
+    if G:
+        kbuf[..., L:, :] = gk.view(1, h, 1, G, hd)
+    if lse is None:
+        vp = F.pad(v, (0, 0, w, mp - m + w))
+        vbuf = q.new_empty(Bt, h, cb, L + G, hd)
+        if G:
+            vbuf[..., L:, :] = gv.view(1, h, 1, G, hd)
+        out = q.new_empty(Bt, h, nb, B, hd)
+    else:
+        # rows without any key have lse = -inf: +inf makes their weights 0 instead of NaN
+        lse = F.pad(lse.masked_fill(lse == float("-inf"), float("inf")), (0, mp - m)).view(Bt, h, nb, B, 1)
+        out = None
+    # captured weights are written once, straight in their storage dtype (fp16 halves that traffic)
+    band = torch.empty(Bt, h, nb, B, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
+    to_global = torch.empty(Bt, h, nb, B, G, device=dev, dtype=weights_dtype) if need_weights else None
+    if need_weights:
+        received = torch.zeros(Bt, h, mp + 2 * w, device=dev)  # padded key axis, like kp
+        rows_ok = F.pad(key_ok, (0, mp - m), value=False).view(Bt, 1, nb, 1, B).float()
+        # block b's window starts at padded key b * B: where its column sums land in `received`
+        window_keys = torch.arange(nb, device=dev).view(nb, 1) * B + torch.arange(L, device=dev)  # (nb, L)
+    fmin = torch.finfo(torch.float32).min
+    for c0 in range(0, nb, cb):
+        c1 = min(nb, c0 + cb)
+        nc = c1 - c0
+        rows = slice(c0 * B, (c1 - 1) * B + L)
+        kc = kbuf[:, :, :nc]
+        kc[..., :L, :] = kp[:, :, rows].unfold(2, L, B).transpose(-1, -2)  # (Bt, h, nc, L, hd)
+        scores = torch.matmul(qb[:, :, c0:c1].to(sdt), kc.transpose(-1, -2)).float()  # (Bt, h, nc, B, L + G)
+        # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
+        scores[..., :L].masked_fill_(masked[:, c0:c1].unsqueeze(1), fmin)
+        if lse is None:
+            probs = torch.softmax(scores, dim=-1)
+            del scores
+            vc = vbuf[:, :, :nc]
+            vc[..., :L, :] = vp[:, :, rows].unfold(2, L, B).transpose(-1, -2)
+            out[:, :, c0:c1] = torch.matmul(probs.to(v.dtype), vc)
+        else:
+            probs = scores.sub_(lse[:, :, c0:c1]).exp_()
+        if need_weights:
+            s = probs.stride()  # band cell (r, c) is window cell (r, r + c)
+            band[:, :, c0:c1] = probs.as_strided((Bt, h, nc, B, 2 * w + 1), (s[0], s[1], s[2], s[3] + 1, 1),
+                                                 probs.storage_offset())
+            to_global[:, :, c0:c1] = probs[..., L:]
+            col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., :L])[..., 0, :]  # (Bt, h, nc, L)
+            received.index_add_(2, window_keys[c0:c1].flatten(), col.flatten(2))  # overlapping windows add up
+    if out is not None:
+        out = out.view(Bt, h, mp, hd)[:, :, :m]
+    if not need_weights:
+        return out, None, None, None
+    band = band.view(Bt, h, mp, 2 * w + 1)[:, :, :m]
+    if w < w_full:
+        band = F.pad(band, (w_full - w, w_full - w))
+    return out, band, to_global.view(Bt, h, mp, G)[:, :, :m], received[:, :, w:w + m]
+
+
+def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None, weights_dtype=torch.float32):
+    """Band attention with dilation d for heads (h, n, hd): each residue class i mod d is an undilated band."""
+    n = q.shape[1]
+    d = min(d, n)  # d >= n reaches no key but the token itself: the same as d = n, without padding to d rows
+    out, band, tog, rec = band_core(to_classes(q, d), to_classes(k, d), to_classes(v, d), mask_to_classes(key_ok, d),
+                                     w, gk, gv, need_weights, block, weights_dtype=weights_dtype)
+    if not need_weights:
+        return from_classes(out, n), None, None, None
+    return from_classes(out, n), from_classes(band, n), from_classes(tog, n), from_classes(rec.unsqueeze(-1), n)[..., 0]
+
+
+def blocked_local(qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool, weights_dtype, block=None):
+    """Band + global columns of every head with the blocked kernel, heads grouped by dilation.
+    Returns out (H, n, hd) and, if need_weights, band (H, n, W + 1), to_global (H, n, G), received (H, n)."""
+    H, n, hd = qs.shape
+    w, G, dev = spec.one_sided, gk.shape[1], qs.device
+    dilations = sorted(set(spec.dilation))
+    if len(dilations) == 1:
+        return _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block, weights_dtype)
+    out = qs.new_empty(H, n, hd)
+    band = torch.zeros(H, n, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
+    tog = torch.zeros(H, n, G, device=dev, dtype=weights_dtype) if need_weights else None
+    rec = torch.zeros(H, n, device=dev) if need_weights else None
+    for d in dilations:
+        heads = positions(tuple(i for i, x in enumerate(spec.dilation) if x == d), dev)
+        o, b, t, r = _dilated(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads], need_weights,
+                              block, weights_dtype)
+        out[heads] = o
+        if need_weights:
+            band[heads], tog[heads], rec[heads] = b, t, r
+    return out, band, tog, rec

@@ -1,0 +1,59 @@
+"""Longformer self-attention as a module: HF's parameters, lfviz's kernel, settings passed per call.
+
+Window, dilation and global tokens are arguments of `forward`, never module state, so one cached model can
+serve concurrent runs with different configurations.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import LayerSpec
+from .banded import banded_attention
+from .indexing import positions
+from .layout import AttentionWeights
+
+
+class BandedSelfAttention(nn.Module):
+    """Drop-in for HF's `LongformerSelfAttention` (same parameter names: query, key, value, *_global)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, layer_idx: int = 0):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden size {hidden_size} is not a multiple of the number of heads {num_heads}")
+        self.num_heads, self.head_dim, self.layer_idx = num_heads, hidden_size // num_heads, layer_idx
+        for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
+            setattr(self, name, nn.Linear(hidden_size, hidden_size))
+
+    @classmethod
+    def from_hf(cls, hf_attn: nn.Module, layer_idx: int) -> "BandedSelfAttention":
+        """Share (not copy) the projections of an HF `LongformerSelfAttention`."""
+        mod = cls.__new__(cls)
+        nn.Module.__init__(mod)
+        mod.num_heads, mod.head_dim, mod.layer_idx = hf_attn.num_heads, hf_attn.head_dim, layer_idx
+        for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
+            setattr(mod, name, getattr(hf_attn, name))
+        return mod
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (n, D) -> (H, n, hd)
+        return x.view(x.shape[0], self.num_heads, self.head_dim).transpose(0, 1)
+
+    def forward(self, hidden: torch.Tensor, spec: LayerSpec, global_tokens: tuple[int, ...] = (),
+                valid: torch.Tensor | None = None, need_weights: bool = False, capture=None,
+                weights_dtype: torch.dtype = torch.float32, impl: str = "auto"
+                ) -> tuple[torch.Tensor, AttentionWeights | None]:
+        """hidden: (n, D). Returns the context (n, D) before the output projection, and the weights if asked.
+
+        `capture` is not used here: it identifies the run to the forward hooks of `capture.capture_attention`.
+        impl: which kernel computes the band ("auto", "blocked", "flex"; see `banded.banded_attention`).
+        """
+        n, D = hidden.shape
+        q, k, v = self._heads(self.query(hidden)), self._heads(self.key(hidden)), self._heads(self.value(hidden))
+        qg = kg = vg = None
+        if global_tokens:
+            idx = positions(tuple(global_tokens), hidden.device)
+            qg = self._heads(self.query_global(hidden[idx]))  # (H, G, hd): only the global rows need queries
+            kg, vg = self._heads(self.key_global(hidden)), self._heads(self.value_global(hidden))
+        out, weights = banded_attention(q, k, v, spec, global_tokens, valid, qg, kg, vg, need_weights,
+                                        weights_dtype=weights_dtype, impl=impl)
+        return out.transpose(0, 1).reshape(n, D), weights

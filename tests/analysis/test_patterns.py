@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from lfviz.config import AttentionConfig, LayerSpec
+from lfviz.attention.mask import dense_mask
+from lfviz.analysis import patterns
+
+
+@pytest.mark.parametrize("spec, n, g", [(LayerSpec(4, (1,)), 30, ()), (LayerSpec(6, (3,)), 41, (0, 40)),
+                                         (LayerSpec(64, (1,)), 10, (5,)), (LayerSpec(2, (2,)), 9, tuple(range(9)))])
+def test_pattern_pairs_equal_the_mask_predicate(spec, n, g):
+    rows, cols = patterns.longformer_pairs(spec, n, g)
+    got = np.zeros((n, n), dtype=bool)
+    got[rows, cols] = True
+    assert len(rows) == got.sum()  # each pair once
+    assert np.array_equal(got, dense_mask(spec, n, g)[0].numpy())
+
+
+def test_density_is_exact_when_not_downsampled_and_a_mean_when_it_is():
+    spec, n = LayerSpec(4, (1,)), 64
+    rows, cols = patterns.longformer_pairs(spec, n, (0,))
+    full = patterns.density(rows, cols, n, cells=64)
+    assert np.array_equal(full, dense_mask(spec, n, (0,))[0].numpy().astype(float))
+    small = patterns.density(rows, cols, n, cells=16)
+    assert small.shape == (16, 16)
+    assert np.isclose(small.mean(), full.mean())
+
+
+def test_bigbird_pattern():
+    n, b = 1024, 64
+    blocks = patterns.bigbird_blocks(n, b, 3)
+    nb = n // b
+    assert blocks[0] == list(range(nb)) and blocks[-1] == list(range(nb))
+    for i in range(1, nb - 1):
+        assert {0, nb - 1, i - 1, i, i + 1} <= set(blocks[i]) and len(blocks[i]) <= 8
+    with pytest.raises(ValueError, match="at least 704 tokens"):
+        patterns.bigbird_blocks(700)
+
+
+def test_layer_costs_order():
+    costs = {c.name: c for c in patterns.layer_costs(LayerSpec(512, (1,) * 12), 4096, 12, (0,))}
+    assert costs["full"].pairs == 4096 ** 2
+    assert costs["Longformer"].pairs < costs["BigBird"].pairs < costs["full"].pairs
+    assert costs["Longformer"].score_bytes < costs["full"].score_bytes
+    assert "BigBird" not in {c.name for c in patterns.layer_costs(LayerSpec(8, (1,)), 100, 1)}
+
+
+def test_reach_grows_by_span_and_globals_connect_everything():
+    specs = AttentionConfig(window=8, dilation=[1, 2, 1]).resolve(3, 2)
+    assert patterns.reach(specs, 200, source=100) == [(96, 104), (88, 112), (84, 116)]
+    with_global = patterns.reach(specs, 200, global_tokens=(0,), source=100)
+    assert with_global[0] == (0, 104)  # the global token attends everything at layer 1
+    assert with_global[1] == (0, 199)  # and everyone attends it at layer 2
+    with pytest.raises(ValueError, match="out of range"):
+        patterns.reach(specs, 10, source=10)
+
+
+@pytest.mark.parametrize("n, cells", [(10, 3), (1003, 100), (300, 7)])
+def test_density_of_full_attention_is_one_everywhere(n, cells):
+    d = patterns.density(*patterns.full_pairs(n), n, cells)
+    assert np.allclose(d, 1.0)
+
+
+@pytest.mark.parametrize("n", [704, 1000, 4100])
+def test_bigbird_cost_counts_exactly_the_listed_pairs(n):
+    costs = {c.name: c for c in patterns.layer_costs(LayerSpec(8, (1,)), n, 1)}
+    assert costs["BigBird"].pairs == len(patterns.bigbird_pairs(n)[0])

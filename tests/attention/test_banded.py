@@ -1,0 +1,147 @@
+"""The fast kernels equal the dense reference built from the mask predicate: the blocked kernel (the CPU's) and
+the FlexAttention path (the GPU's; here uncompiled, so the mask function is applied to every pair and the
+log-sum-exp is returned: test_flex.py covers its block mask and the compiled kernel)."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from lfviz.attention.banded import banded_attention
+from lfviz.config import LayerSpec
+from lfviz.attention.layout import weights_from_dense, weights_to_dense
+from lfviz.attention.reference import reference_attention
+
+TOL = 1e-4
+
+
+def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed=0, impl="blocked"):
+    g = torch.Generator().manual_seed(seed)
+    H = len(dilation)
+    q, k, v, qg, kg, vg = (torch.randn(H, n, hd, generator=g) for _ in range(6))
+    valid = torch.ones(n, dtype=torch.bool)
+    if n_pad:
+        valid[n - n_pad:] = False
+    spec = LayerSpec(window, tuple(dilation))
+    gt = tuple(sorted(global_tokens))
+    out, w = banded_attention(q, k, v, spec, gt, valid, qg[:, list(gt)], kg, vg, need_weights=True, block=block,
+                              impl=impl)
+    ref_out, ref_probs = reference_attention(q, k, v, qg, kg, vg, spec, gt, valid)
+    ref = weights_from_dense(ref_probs, window, tuple(dilation), gt)
+    assert w.band.shape == (H, n, window + 1)
+    assert w.to_global.shape == (H, n, len(gt)) and w.from_global.shape == (H, len(gt), n)
+    torch.testing.assert_close(out, ref_out, atol=TOL, rtol=0)  # padding rows included: 0 in both
+    torch.testing.assert_close(w.band, ref.band, atol=TOL, rtol=0)
+    torch.testing.assert_close(w.to_global, ref.to_global, atol=TOL, rtol=0)
+    torch.testing.assert_close(w.from_global, ref.from_global, atol=TOL, rtol=0)
+    dense = weights_to_dense(w)
+    torch.testing.assert_close(dense, ref_probs, atol=TOL, rtol=0)
+    torch.testing.assert_close(w.received, ref_probs.sum(1), atol=TOL, rtol=0)  # what each key receives
+    rows = dense.sum(-1)[:, valid]
+    torch.testing.assert_close(rows, torch.ones_like(rows), atol=1e-5, rtol=0)  # rows sum to 1
+    # need_weights=False gives the same output
+    out2, none = banded_attention(q, k, v, spec, gt, valid, qg[:, list(gt)], kg, vg, need_weights=False, block=block,
+                                  impl=impl)
+    assert none is None
+    torch.testing.assert_close(out2, out, atol=1e-6, rtol=0)
+    return w
+
+
+CASES = {
+    "plain": (64, 8, [1, 1]),
+    "length not a multiple of the block": (67, 8, [1, 1]),
+    "window wider than the text": (10, 64, [1, 1]),
+    "window equals the text": (16, 16, [1]),
+    "dilation 2": (50, 6, [2, 2]),
+    "dilation 3, odd length": (61, 4, [3]),
+    "per-head dilation": (45, 6, [1, 2, 3, 1]),
+    "dilation larger than the text": (5, 4, [8]),
+    "single token": (1, 4, [1]),
+    "two-token window": (17, 2, [1, 2]),
+}
+
+
+IMPLS = pytest.mark.parametrize("impl", ["blocked", "flex"])
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+
+
+@IMPLS
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("globals_", [(), (0,), "last", (0, 3, 9)])
+def test_matrix(name, globals_, impl):
+    n, window, dilation = CASES[name]
+    gt = (n - 1,) if globals_ == "last" else tuple(x for x in globals_ if x < n)
+    check(n, window, dilation, gt, impl=impl)
+
+
+@IMPLS
+@pytest.mark.parametrize("n_pad", [1, 5, 20])
+def test_padding(n_pad, impl):
+    check(40, 8, [1, 2], (0, 3), n_pad=n_pad, impl=impl)
+
+
+@IMPLS
+def test_every_token_global_and_longer_than_a_flex_block(impl):
+    check(9, 4, [1, 2], tuple(range(9)), impl=impl)
+    check(300, 40, [1, 2, 3], (5, 200), n_pad=7, impl=impl)  # several 128-blocks, dilation per head
+
+
+@pytest.mark.parametrize("block", [1, 3, 16, 64])
+def test_block_sizes(block):
+    check(53, 12, [1, 2], (2,), block=block)
+
+
+def test_every_token_global():
+    check(9, 4, [1, 2], tuple(range(9)))
+
+
+@IMPLS
+@pytest.mark.parametrize("global_tokens", [(), (0,), (1, 5)])
+def test_padding_queries_output_exactly_zero(global_tokens, impl):
+    """A padding query attends nothing (mask.py): its output row is 0, as in HF, allenai and the reference, with
+    or without global keys it could otherwise have seen."""
+    H, n, hd = 2, 40, 8
+    g = torch.Generator().manual_seed(3)
+    q, k, v, qg, kg, vg = (torch.randn(H, n, hd, generator=g) for _ in range(6))
+    valid = torch.arange(n) < 29
+    out, _ = banded_attention(q, k, v, LayerSpec(6, (1, 2)), global_tokens, valid, qg[:, list(global_tokens)], kg,
+                              vg, impl=impl)
+    assert out[:, ~valid].abs().max() == 0
+    assert out[:, valid].abs().min(-1).values.gt(0).all()
+
+
+def test_band_columns_follow_dilation():
+    """Column c of query i is key i + (c - W/2) * d: the own weight sits in the middle column."""
+    w = check(30, 4, [3])
+    i = 15
+    assert w.band[0, i].nonzero().flatten().tolist() == [0, 1, 2, 3, 4]
+    assert w.band[0, 0].nonzero().flatten().tolist() == [2, 3, 4]  # keys left of 0 are out of range
+
+
+def test_chunked_path_equals_single_chunk():
+    """Many chunks (tiny chunk budget) give the same answer as one."""
+    from lfviz.attention import blocked
+
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 300, 8, generator=g) for _ in range(3))
+    gk, gv = torch.randn(2, 1, 8, generator=g), torch.randn(2, 1, 8, generator=g)
+    ok = torch.ones(1, 300, dtype=torch.bool)
+    a = blocked.band_core(q, k, v, ok, 20, gk, gv, True, block=16, chunk_bytes=1)
+    b = blocked.band_core(q, k, v, ok, 20, gk, gv, True, block=16, chunk_bytes=1 << 30)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=0)
+
+
+@IMPLS
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 80), half=st.integers(1, 12), heads=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+       data=st.data())
+def test_property_random_configs(n, half, heads, data, impl):
+    n_pad = data.draw(st.integers(0, n // 3))
+    real = n - n_pad
+    gt = data.draw(st.lists(st.integers(0, max(real - 1, 0)), max_size=4, unique=True)) if real else []
+    block = data.draw(st.sampled_from([None, 1, 4, 16]))  # the blocked kernel's; flex's blocks are fixed
+    check(n, 2 * half, heads, tuple(gt), n_pad=n_pad, block=block, seed=n, impl=impl)
+
+
+def test_dilation_beyond_the_text_is_cheap_and_exact():
+    w = check(7, 4, [10 ** 6, 1])
+    assert w.band[0, 3].nonzero().flatten().tolist() == [2]  # only its own column
