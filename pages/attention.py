@@ -23,16 +23,16 @@ if layer not in res.capture.captured_layers:
     st.stop()
 weights = res.capture.weights(layer)
 run_key = json.dumps([res.model_id, state.document_key(), res.config.to_dict(), ss.get("question")])
-st.markdown(f"**Layer {layer}, head {head}** - {res.n:,} tokens, window {weights.window} (two-sided), dilation "
+st.markdown(f"**Layer {layer}, head {head}** - {res.n:,} tokens, {tabs.window_text(res, layer)}, dilation "
             f"{int(weights.dilation[head])}, global tokens: {', '.join(map(str, weights.global_tokens)) or 'none'}")
 
-band_tab, zoom_tab, global_tab, text_tab, grid_tab = st.tabs(tabs.TABS)
+band_tab, zoom_tab, global_tab, text_tab, grid_tab = st.tabs(tabs.TABS, key="attention_tab", on_change="rerun")
 with band_tab:
     tabs.band(weights, layer, head, res.tokens)
 with zoom_tab:
     tabs.zoom(weights, layer, head, res.tokens)
 with global_tab:
-    tabs.global_tokens(weights, layer, head, res.tokens)
+    tabs.global_tokens(weights, layer, head, res.tokens, cache.current_runner().converted)
 with text_tab:
     tabs.received_over_text(res, run_key, layer, head)
 with grid_tab:

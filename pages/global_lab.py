@@ -1,6 +1,4 @@
 """Global-token lab: place global tokens (click, presets), set window/dilation per layer, and see what changes."""
-import json
-
 import streamlit as st
 
 from lfviz.app import cache, lab, routing
@@ -14,10 +12,10 @@ st.caption("Click tokens (or drag a box) to make them global or local again; use
 runner, cfg = cache.current_runner(), cache.current_config()
 if runner is None or cfg is None:
     st.stop()
-baseline_cfg = lab.baseline_config(cfg)
 variant = cache.run_document(cfg)
 if variant is None:
     st.stop()
+baseline_cfg, baseline_kind = lab.baseline_config(cfg, variant.n)
 baseline = cache.run_document(baseline_cfg)
 
 lab.global_token_picker(runner, variant, cfg)
@@ -25,10 +23,7 @@ specs = cfg.resolve(runner.num_layers, runner.num_heads)
 lab.layer_controls(runner, specs)
 
 st.subheader("Baseline vs variant")
-b1, b2 = st.columns([3, 2])
-b1.caption(f"Baseline: {lab.describe(baseline_cfg)} - variant: {lab.describe(cfg)}")
-b2.button("Use the current configuration as baseline", key="lab_set_baseline",
-          on_click=lambda: ss.update(lab_baseline=json.dumps(cfg.to_dict())))
+lab.baseline_controls(cfg, baseline_cfg, baseline_kind)
 if baseline is None:
     st.stop()
 if runner.converted and all(spec.one_sided * min(spec.dilation) >= variant.n - 1 for spec in specs):

@@ -20,6 +20,7 @@ def longformer_pairs(spec: LayerSpec, n: int, global_tokens=(), head: int = 0):
 
     Band cells are exactly the predicate's local pairs; global rows/columns are added once.
     """
+    spec = spec.for_length(n)  # a window wider than the text lists no more pairs, and must not cost more
     keys = band_key_index(n, spec.window, spec.dilation[head : head + 1])[0]  # (n, W+1)
     is_global = torch.zeros(n, dtype=torch.bool)
     is_global[list(global_tokens)] = True
@@ -102,6 +103,7 @@ def layer_costs(spec: LayerSpec, n: int, num_heads: int, global_tokens=(), block
                 num_random: int = 3) -> list[PatternCost]:
     """Longformer vs full vs BigBird for one layer (pairs of head 0; memory for all heads, fp32)."""
     G = len(global_tokens)
+    spec = spec.for_length(n)  # what lfviz stores: the band is never wider than the text
     lf = len(longformer_pairs(spec, n, global_tokens)[0])
     costs = [PatternCost("Longformer", lf, lf / n**2, num_heads * 4 * (n * (spec.window + 1 + G) + G * n)),
              PatternCost("full", n * n, 1.0, num_heads * 4 * n * n)]
@@ -116,31 +118,58 @@ def layer_costs(spec: LayerSpec, n: int, num_heads: int, global_tokens=(), block
     return costs
 
 
-def reach(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None) -> list[tuple[int, int]]:
-    """How far token `source`'s information has travelled after each layer: [(lowest, highest) position], one
-    entry per layer. Token i receives from j at a layer if i attends j there (any head)."""
+def _band_spread(reached: np.ndarray, w: int, d: int) -> np.ndarray:
+    """(n,) bool: positions i with some reached j = i + k*d, |k| <= w (the band of dilation d), exactly: a sliding
+    window over each residue class i mod d, by prefix sums (O(n), whatever the window)."""
+    n = len(reached)
+    m = -(-n // d)
+    cls = np.zeros(m * d, dtype=np.int64)
+    cls[:n] = reached
+    cls = cls.reshape(m, d)  # column r: class r's slots in order
+    csum = np.vstack([np.zeros((1, d), np.int64), np.cumsum(cls, axis=0)])  # (m + 1, d)
+    t = np.arange(m)
+    hits = csum[np.minimum(t + w + 1, m)] - csum[np.maximum(t - w, 0)]  # (m, d): reached slots in [t - w, t + w]
+    return (hits > 0).reshape(-1)[:n]
+
+
+def reach_sets(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None
+               ) -> list[np.ndarray]:
+    """Which tokens have received token `source`'s information: one (n,) bool array for the input (the source
+    alone) and one after each layer. Token i receives from j at a layer if i attends j there in some head
+    (`mask.attends`): non-global i from its band keys (every head's dilation) and from every global token; a
+    global token from everything. Exact, and O(n) per layer and dilation."""
     source = n // 2 if source is None else source
     if not 0 <= source < n:
         raise ValueError(f"source token {source} is out of range (0..{n - 1})")
     reached = np.zeros(n, dtype=bool)
     reached[source] = True
     glob = np.array(sorted(global_tokens), dtype=np.int64)
-    out = []
+    out = [reached]
     for spec in specs:
+        spec = spec.for_length(n)
         new = reached.copy()
         for d in set(spec.dilation):
-            for k in range(-spec.one_sided, spec.one_sided + 1):
-                s = k * d  # i receives from i + s
-                if s > 0:
-                    new[:-s] |= reached[s:]
-                elif s < 0:
-                    new[-s:] |= reached[:s]
+            new |= _band_spread(reached, min(spec.one_sided, (n - 1) // d), d)
         if len(glob):
             if reached[glob].any():
                 new[:] = True  # every token attends the global tokens
-            if reached.any():
-                new[glob] = True  # global tokens attend everything
+            new[glob] = True  # global tokens attend everything (something is always reached)
         reached = new
+        out.append(reached)
+    return out
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[(first, last)] of each run of consecutive True positions in a (n,) bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def reach(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None) -> list[tuple[int, int]]:
+    """How far token `source`'s information has travelled after each layer: [(lowest, highest) position reached],
+    one entry per layer (the reached set between them may have gaps: see `reach_sets`)."""
+    out = []
+    for reached in reach_sets(specs, n, global_tokens, source)[1:]:
         idx = np.flatnonzero(reached)
         out.append((int(idx[0]), int(idx[-1])))
     return out
@@ -164,18 +193,27 @@ def costs_frame(specs: tuple[LayerSpec, ...], n: int, num_heads: int, global_tok
 
 
 def reach_curves(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None
-                 ) -> dict[str, list[tuple[int, int]]]:
-    """[(lowest, highest) position reached] after 0, 1, ..., L layers for the current configuration, the same
-    without global tokens (only when it has some), and full attention. Entry 0 is the source alone."""
+                 ) -> dict[str, list[list[tuple[int, int]]]]:
+    """The runs of positions reached (`runs` of `reach_sets`) after 0, 1, ..., L layers, for the current
+    configuration, the same without global tokens (only when it has some), and full attention. Entry 0 is the
+    source alone."""
     source = n // 2 if source is None else source
     full = tuple(LayerSpec(window=2 * n, dilation=(1,)) for _ in specs)  # a window covering every key
     configs = {"current configuration": (specs, tuple(global_tokens))}
     if global_tokens:
         configs["without global tokens"] = (specs, ())
     configs["full attention"] = (full, ())
-    return {name: [(source, source)] + reach(s, n, g, source) for name, (s, g) in configs.items()}
+    return {name: [runs(r) for r in reach_sets(s, n, g, source)] for name, (s, g) in configs.items()}
 
 
-def layers_to_cover(spans: list[tuple[int, int]], n: int) -> int | None:
-    """First layer after which the span covers every position 0..n-1 (None if it never does)."""
-    return next((x for x, (lo, hi) in enumerate(spans) if lo == 0 and hi == n - 1), None)
+def layers_to_cover(curve: list[list[tuple[int, int]]], n: int) -> int | None:
+    """First layer after which the reached runs cover every position 0..n-1 (None if they never do)."""
+    return next((x for x, r in enumerate(curve) if r == [(0, n - 1)]), None)
+
+
+def describe_reach(runs_: list[tuple[int, int]], n: int) -> str:
+    """E.g. "513 of 2,300 positions (22%) in 2 runs: 0, 1704–2216"."""
+    count = sum(b - a + 1 for a, b in runs_)
+    shown = ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in runs_[:4]) + (" ..." if len(runs_) > 4 else "")
+    where = f"in {len(runs_):,} runs: {shown}" if len(runs_) > 1 else shown
+    return f"{count:,} of {n:,} positions ({count / n:.0%}) {where}"

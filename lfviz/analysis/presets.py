@@ -1,6 +1,8 @@
-"""Where to put global tokens: presets computed from the tokens and the text (pure, no model)."""
+"""Where to put global tokens: presets computed from the tokens and the text, and carrying chosen tokens over to
+an edited text (pure, no model)."""
 from __future__ import annotations
 
+import difflib
 import re
 
 MAX_PRESET = 512  # more global tokens than this is almost never what a user wants from one click
@@ -14,17 +16,28 @@ def every_kth(n: int, k: int, start: int = 0) -> tuple[int, ...]:
     return tuple(range(start, n, k))[:MAX_PRESET]
 
 
-def sentence_starts(tokens: list[str], offsets: list[tuple[int, int]] | None = None) -> tuple[int, ...]:
+def sentence_starts(tokens: list[str], offsets: list[tuple[int, int]] | None = None,
+                    text: str | None = None) -> tuple[int, ...]:
     """The first token of every sentence: the first real token, and each token after one ending in . ! or ?
-    Special tokens (offset (0, 0), or bracketed like [CLS] when there are no offsets) are skipped."""
-    out, new_sentence = [], True
+    that is followed by a space, so "2.4 km" or "3.5%" do not end a sentence (with offsets, a space is a gap
+    between the two tokens' characters; without, the next token must not continue a word ("##") or be a
+    digit). With the text too, a sentence must not start in lower case ("e.g. in May"). Special tokens (offset
+    (0, 0), or bracketed like [CLS] without offsets) are skipped."""
+    def special(i):
+        return offsets[i] == (0, 0) if offsets else (tokens[i].startswith(("[", "<")) and tokens[i].endswith(("]", ">")))
+
+    out, ends = [], True
+    prev = None
     for i, tok in enumerate(tokens):
-        special = offsets[i] == (0, 0) if offsets else (tok.startswith(("[", "<")) and tok.endswith(("]", ">")))
-        if special:
+        if special(i):
             continue
-        if new_sentence:
+        if prev is not None and ends:
+            spaced = offsets[i][0] > offsets[prev][1] if offsets else not (tok.startswith("##") or tok[:1].isdigit())
+            lower = bool(offsets and text) and text[offsets[i][0]:offsets[i][0] + 1].islower()
+            ends = spaced and not lower
+        if ends:
             out.append(i)
-        new_sentence = tok.endswith((".", "!", "?"))
+        ends, prev = tok.endswith((".", "!", "?")), i
     return tuple(out)[:MAX_PRESET]
 
 
@@ -69,9 +82,39 @@ def preset_positions(kind: str, tokens: list[str], offsets: list[tuple[int, int]
     if kind == "question tokens":
         return tuple(question_tokens)[:MAX_PRESET]
     if kind == "sentence starts":
-        return sentence_starts(tokens, offsets)
+        return sentence_starts(tokens, offsets, text)
     if kind == "every k-th token":
         return every_kth(len(tokens), int(k))
     if kind in ("tokens matching a word", "tokens matching a regex"):
         return matching(pattern, tokens, offsets, text, regex=kind == "tokens matching a regex")
     raise ValueError(f"unknown preset {kind!r}: choose one of {', '.join(PRESETS)}")
+
+
+def remap_positions(positions, old_tokens: list[str], new_tokens: list[str], min_run: int = 3
+                    ) -> tuple[tuple[int, ...], list[str]]:
+    """Carry global token positions from one tokenized text to an edited one: each token follows its place in
+    the text (an inserted question or word shifts it), found by aligning the two token sequences. A token counts
+    as found only inside a run of at least `min_run` matching tokens (or at the very start, where [CLS] sits), so
+    a common word in an unrelated text is not mistaken for it; when less than half of the text still matches, it
+    is another text altogether, and only a token at the very start ([CLS]) is carried over.
+    Returns the new positions (ascending) and one note per token that moved or was dropped."""
+    keep, notes = [], []
+    positions = sorted({int(p) for p in positions})
+    if not positions:
+        return (), notes
+    matcher = difflib.SequenceMatcher(None, old_tokens, new_tokens, autojunk=False)
+    blocks = [b for b in matcher.get_matching_blocks() if b.size >= min_run or (b.a == b.b == 0 and b.size)]
+    if sum(b.size for b in blocks) < 0.5 * min(len(old_tokens), len(new_tokens)):  # another text: keep the start
+        blocks = [b for b in blocks if b.a == b.b == 0]
+    for p in positions:
+        token = old_tokens[p] if p < len(old_tokens) else None
+        block = next((b for b in blocks if b.a <= p < b.a + b.size), None)
+        if block is None:
+            notes.append(f"{p} {token!r} dropped: it is not in the new text" if token is not None else
+                         f"{p} dropped: beyond the old text")
+            continue
+        q = block.b + (p - block.a)
+        keep.append(q)
+        if q != p:
+            notes.append(f"{p} {token!r} moved to {q}")
+    return tuple(sorted(set(keep))), notes

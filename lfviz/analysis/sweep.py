@@ -25,12 +25,18 @@ def _score(result, label: str) -> float | None:
 
 
 def sweep_global_position(runner, text: str, config: AttentionConfig, positions: Iterable[int], label: str,
-                          queries=(), question=None, progress: Callable[[float], None] | None = None) -> list[dict]:
-    """One run per position p with p added to the configuration's global tokens; the score of `label`."""
+                          queries=(), question=None, progress: Callable[[float], None] | None = None,
+                          moving: int | None = None) -> list[dict]:
+    """One run per position p: the global token `moving` (one of the configuration's) moved to p, the others
+    kept; with `moving` None, p is added to the configuration's global tokens. The score of `label`."""
+    if moving is not None and moving not in config.global_tokens:
+        raise ValueError(f"token {moving} is not global in this configuration: pick one of "
+                         f"{list(config.global_tokens)} to move, or none to add one")
+    others = set(config.global_tokens) - {moving}
     positions = list(positions)
     rows = []
     for i, p in enumerate(positions):
-        cfg = config.replace(global_tokens=tuple(sorted(set(config.global_tokens) | {int(p)})))
+        cfg = config.replace(global_tokens=tuple(sorted(others | {int(p)})))
         res = runner.run(text, config=cfg, queries=queries, question=question, capture=False)
         rows.append({"position": int(p), "token": res.tokens[p], "score": _score(res, label)})
         if progress:

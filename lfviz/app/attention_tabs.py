@@ -8,10 +8,11 @@ import streamlit as st
 
 from ..analysis import headstats
 from ..figures import attention as figs
+from .state import ATTENTION_TABS
 
 TEXT_SPAN = 1000  # tokens shown at once in the text view
 ZOOM_MAX = 256
-TABS = ["Band (whole document)", "Dense zoom", "Global tokens", "Received, over the text", "Head overview"]
+TABS = list(ATTENTION_TABS)  # the open one is kept in session_state["attention_tab"] and in links
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -22,6 +23,16 @@ def _stats(_res, key: str) -> pd.DataFrame:
 @st.cache_data(max_entries=12, show_spinner=False)
 def _received(_res, key: str, layer: int) -> np.ndarray:
     return headstats.received(_res.capture.weights(layer)).cpu().numpy()  # (H, n)
+
+
+def window_text(res, layer: int) -> str:
+    """E.g. "window 512 (two-sided)", or "window 4096 (two-sided; 1398 used, which covers the text)" when the
+    configured window is wider than the text (the band keeps only offsets that reach a key)."""
+    window = res.config.window
+    asked = window[layer] if isinstance(window, tuple) else window
+    used = res.capture.weights(layer).window
+    return f"window {asked} (two-sided)" if used == asked else \
+        f"window {asked} (two-sided; {used} used, which covers the text)"
 
 
 def band(weights, layer: int, head: int, tokens: list[str]) -> None:
@@ -57,7 +68,10 @@ def zoom(weights, layer: int, head: int, tokens: list[str]) -> None:
                f"(1 when the span holds every key a query attends).")
 
 
-def global_tokens(weights, layer: int, head: int, tokens: list[str]) -> None:
+COPIED_POSITIONS = 512  # the converted models' position embeddings repeat the original 512 (lfviz.model.convert)
+
+
+def global_tokens(weights, layer: int, head: int, tokens: list[str], converted: bool = False) -> None:
     if not weights.global_tokens:
         st.info("No global tokens in this configuration: make a token global in the sidebar or the "
                 "Global-token lab.")
@@ -73,6 +87,11 @@ def global_tokens(weights, layer: int, head: int, tokens: list[str]) -> None:
                                         f"Layer {layer}, head {head}: what every token gives each global token",
                                         "weight to the global token"),
                     key="attention_to_global_chart", width="stretch")
+    if converted and len(tokens) > COPIED_POSITIONS:
+        st.caption(f"Regular spikes every {COPIED_POSITIONS} positions are the conversion's doing, not the text's: "
+                   f"this converted model's position embeddings are the original {COPIED_POSITIONS} copied over and "
+                   f"over, so tokens {COPIED_POSITIONS} apart carry the same position vector, and a global token "
+                   "sees the same place in each copy.")
     table = headstats.global_summary(weights, head, tokens)
     st.dataframe(table, hide_index=True, width="stretch", key="attention_global_table")
     st.download_button("Download CSV", table.to_csv(index=False), "lfviz_global_tokens.csv", "text/csv",

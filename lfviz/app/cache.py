@@ -68,15 +68,58 @@ def current_runner() -> Runner | None:
         return None
 
 
+FIELDS = ("window", "dilation", "global")  # the configuration's text fields, as the sidebar holds them
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def tokenized(model: str, text: str, question: str | None) -> dict:
+    """tokens, offsets, question_tokens and warnings of a document for a model (cached: pages and the sidebar
+    need them on every run)."""
+    t = get_runner(model).tokenize(text, question)
+    return {"tokens": t.tokens, "offsets": t.offsets, "question_tokens": t.question_tokens, "warnings": t.warnings}
+
+
+def document_tokens() -> list[str] | None:
+    """The current document's tokens under the current model, or None when there is none (or no model)."""
+    ss = st.session_state
+    if current_runner() is None or not ss.get("document", "").strip():
+        return None
+    try:
+        return tokenized(ss["model"], ss["document"], ss.get("question"))["tokens"]
+    except ValueError:
+        return None
+
+
+def check_fields(fields: dict[str, str]) -> AttentionConfig:
+    """The configuration the three text fields describe, checked against the model and the document's length;
+    ValueError naming what to fix."""
+    cfg = config_from_text(fields["window"], fields["dilation"], fields["global"])
+    runner = current_runner()
+    if runner is not None:
+        cfg.resolve(runner.num_layers, runner.num_heads)
+        tokens = document_tokens()
+        if tokens is not None:
+            cfg.check_globals(len(tokens))
+    return cfg
+
+
 def current_config() -> AttentionConfig | None:
-    """The sidebar's configuration, checked against the model; None (with the error shown) if invalid."""
+    """The configuration in force: the sidebar's fields when they are valid, else the last valid one (the
+    sidebar shows the error once, next to the field that caused it). None only before anything was valid."""
     ss = st.session_state
     try:
-        cfg = config_from_text(ss["window"], ss["dilation"], ss["global"])
-        runner = current_runner()
-        if runner is not None:
-            cfg.resolve(runner.num_layers, runner.num_heads)
-        return cfg
-    except ValueError as e:
-        st.error(f"Configuration: {e}")
+        cfg = check_fields({k: ss[k] for k in FIELDS})
+    except ValueError:
+        good = ss.get("_good_fields")
+        return None if good is None else config_from_text(*(good[k] for k in FIELDS))
+    ss["_good_fields"] = {k: ss[k] for k in FIELDS}
+    return cfg
+
+
+def config_error() -> str | None:
+    """Why the fields as they stand cannot be used (None when they can)."""
+    try:
+        check_fields({k: st.session_state[k] for k in FIELDS})
         return None
+    except ValueError as e:
+        return str(e)

@@ -28,13 +28,21 @@ def export_differences(info: dict, model: str, current: dict[str, str]) -> list[
                   if info["config"][k] != current[k]]
 
 
+def _model_chosen() -> None:
+    ss = st.session_state
+    if ss["model_choice"] != "custom":
+        ss["model"] = ss["model_choice"]  # in a callback: the sidebar and the link show it in this very run
+
+
 def model_picker():
     """The model selectbox (embedded models, or a Hub id / folder loaded on request); the current runner or None."""
     ss = st.session_state
     st.subheader("Model")
     choices = list(state.MODEL_CHOICES) + ["custom"]
     current = ss["model"] if ss["model"] in state.MODEL_CHOICES else "custom"
-    choice = st.selectbox("Model", choices, index=choices.index(current), key="model_choice",
+    if ss.get("model_choice") != current and not (ss.get("model_choice") == "custom" and current == "custom"):
+        ss["model_choice"] = current  # a link or an export changed the model
+    choice = st.selectbox("Model", choices, key="model_choice", on_change=_model_chosen,
                           format_func=lambda k: state.MODEL_CHOICES.get(k, "Hub id or local folder..."))
     if choice == "custom":
         path = st.text_input("Hub id or local folder", value="" if current != "custom" else ss["model"],
@@ -42,11 +50,10 @@ def model_picker():
         if st.button("Load", key="model_load") and path.strip():
             try:
                 cache.get_runner(path.strip())
-                ss["model"] = path.strip()
             except ValueError as e:
                 st.error(f"{e}")
-    elif choice != ss["model"]:
-        ss["model"] = choice
+            else:
+                state.request(model=path.strip())  # rerun: the sidebar, drawn before, shows the new model
     runner = cache.current_runner()
     if runner is not None:
         st.info(runner.description)
@@ -59,10 +66,15 @@ def sample_picker() -> None:
     st.subheader("Sample")
     samples = {s.id: s for s in list_samples()}
     ids = list(samples) + ["custom"]
-    st.selectbox("Sample document", ids, index=ids.index(ss["sample"]) if ss["sample"] in ids else len(ids) - 1,
-                 key="sample_choice", format_func=lambda i: samples[i].title if i in samples else "My own text",
+    choice = ss["sample"] if ss["sample"] in ids else "custom"
+    if ss.get("sample_choice") != choice:
+        ss["sample_choice"] = choice  # a link, an export or an edit changed the sample
+    st.selectbox("Sample document", ids, key="sample_choice",
+                 format_func=lambda i: samples[i].title if i in samples else "My own text",
                  on_change=lambda: state.use_sample(ss["sample_choice"]) if ss["sample_choice"] != "custom"
                  else ss.update(sample="custom"))
+    if ss["sample"] in samples and samples[ss["sample"]].answer:
+        st.caption(f"Stored answer to the sample's question: **{samples[ss['sample']].answer}**")
     upload = st.file_uploader("Upload a .txt file", type=["txt", "md"], key="upload",
                               max_upload_size=state.MAX_UPLOAD_BYTES // 1_000_000)
     if upload is not None and ss.get("_uploaded") != upload.file_id:
@@ -73,20 +85,31 @@ def sample_picker() -> None:
             st.error(f"{e} Your current document is kept.")
 
 
+def _queries_edited() -> None:
+    ss = st.session_state
+    ss["queries"] = [q.strip() for q in ss["queries_text"].splitlines() if q.strip()]
+
+
 def document_editor() -> None:
-    """The document text, the queries to rank it against, and the question asked of it."""
+    """The document text, the queries to rank it against, and the question asked of it; each widget shows the
+    session's value (a sample brings its own queries and question) and writes it back when edited."""
     ss = st.session_state
     st.subheader("Document")
     if ss.get("doc_text") != ss["document"]:
         ss["doc_text"] = ss["document"]
     st.text_area("Text", key="doc_text", height=320, label_visibility="collapsed",
                  on_change=lambda: ss.update(document=ss["doc_text"], sample="custom"))
-    queries = st.text_area("Queries or labels to rank the document against (one per line)",
-                           value="\n".join(ss.get("queries", [])), key="queries_text", height=100)
-    ss["queries"] = [q.strip() for q in queries.splitlines() if q.strip()]
-    question = st.text_input("Question asked of the document (QA models answer it; its tokens can be made "
-                             "global in the lab)", value=ss.get("question") or "", key="question_text")
-    ss["question"] = question.strip() or None
+    if [q.strip() for q in ss.get("queries_text", "").splitlines() if q.strip()] != ss.get("queries", []):
+        ss["queries_text"] = "\n".join(ss.get("queries", []))
+    st.text_area("Queries or labels to rank the document against (one per line)", key="queries_text", height=100,
+                 on_change=_queries_edited)
+    if (ss.get("question_text") or "").strip() != (ss.get("question") or ""):
+        ss["question_text"] = ss.get("question") or ""
+    st.text_input("Question asked of the document (QA models answer it; its tokens can be made global in the lab)",
+                  key="question_text", on_change=lambda: ss.update(question=ss["question_text"].strip() or None))
+    if ss["sample"] == "custom":
+        st.caption("Links to this view carry the settings, queries and question but not your own text (only "
+                   "samples travel in links): to share the text, use 'Export this run' below.")
 
 
 def token_summary(runner) -> None:
@@ -101,7 +124,9 @@ def token_summary(runner) -> None:
     c2.metric("Model positions", f"{runner.max_tokens:,}")
     c3.metric("Layers x heads", f"{runner.num_layers} x {runner.num_heads}")
     for w in tok.warnings:
-        st.warning(f"Truncated: {w}")
+        st.warning(w)
+    if len(tok.input_ids) >= runner.max_tokens and ss["model"] == "embedded":
+        st.info("Pick 'Embedded MiniLM, converted (16,384 tokens)' above to read up to 16,384 tokens.")
 
 
 def export_panel(runner) -> None:

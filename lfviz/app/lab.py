@@ -18,12 +18,48 @@ from ..textspec import format_dilation, format_positions, format_window, layer_s
 from . import state
 
 
-def baseline_config(cfg: AttentionConfig) -> AttentionConfig:
-    """The lab's baseline: fixed at the first visit (the variant without global tokens) until the user sets one."""
+BASELINES = {
+    "no global": "Same window and dilation, no global tokens (follows the variant)",
+    "full": "Full attention: a window covering the text, no global tokens",
+    "pinned": "Pinned: a configuration you fixed with 'Pin the current configuration'",
+}
+METRIC_WORDS = {  # what the lab's numbers mean, in plain words, where they appear
+    "similarity": "score = cosine similarity between the document's embedding and the query's (-1 to 1; higher "
+                  "means the model finds the document closer to the query)",
+    "fill-mask": "score = the probability the model gives that token at the mask",
+    "question-answering": "score = the probability of that answer span",
+    "classification": "score = the probability of that label",
+    "TV": "TV distance (bars) = how much of the attention the tokens receive moved to other tokens: 0 the same, "
+          "1 all of it",
+    "cos": "1 - cos (line) = how far each token's hidden state turned, averaged over tokens: 0 the same "
+           "direction, 1 at right angles",
+}
+
+
+def baseline_config(cfg: AttentionConfig, n: int) -> tuple[AttentionConfig, str]:
+    """The baseline chosen in the lab (`lab_baseline_kind`): one that follows the variant without global tokens
+    (the default), full attention, or a pinned configuration. Returns it and the kind in force."""
     ss = st.session_state
-    if "lab_baseline" not in ss:
-        ss["lab_baseline"] = json.dumps(cfg.replace(global_tokens=()).to_dict())
-    return AttentionConfig.from_dict(json.loads(ss["lab_baseline"]))
+    kind = ss.get("lab_baseline_kind", "no global")
+    if kind == "full":
+        return AttentionConfig(window=2 * n), kind  # cut to the text's length by the kernel: full attention
+    if kind == "pinned" and ss.get("lab_baseline"):
+        return AttentionConfig.from_dict(json.loads(ss["lab_baseline"])), kind
+    return cfg.replace(global_tokens=()), "no global"
+
+
+def baseline_controls(cfg: AttentionConfig, baseline: AttentionConfig, kind: str) -> None:
+    """Choose the baseline, pin the current configuration, and say which baseline is in force."""
+    ss = st.session_state
+    b1, b2 = st.columns([3, 2])
+    b1.radio("Baseline", list(BASELINES), key="lab_baseline_kind", format_func=BASELINES.get, horizontal=True)
+
+    def pin():
+        ss.update(lab_baseline=json.dumps(cfg.to_dict()), lab_baseline_kind="pinned")
+
+    b2.button("Pin the current configuration as baseline", key="lab_set_baseline", on_click=pin)
+    st.caption(f"In force: **{BASELINES[kind].split(':')[0]}** - baseline {describe(baseline)}; variant (the "
+               f"sidebar's) {describe(cfg)}.")
 
 
 def _set_globals(positions) -> None:
@@ -104,9 +140,11 @@ def describe(cfg: AttentionConfig) -> str:
 
 
 def comparison(baseline, variant) -> None:
-    """Prediction changes (chart, table, CSV) and the per-layer change of attention and hidden states."""
+    """Prediction changes (chart, table, CSV) and the per-layer change of attention and hidden states, each
+    with what its numbers mean."""
     rows = diff_predictions(baseline.predictions, variant.predictions)
     if rows:
+        st.caption(METRIC_WORDS.get(variant.predictions.kind, "") + "; the labels on the bars show variant - baseline.")
         left, right = st.columns([3, 2])
         left.plotly_chart(figs.prediction_bars(rows), key="lab_pred_chart", width="stretch")
         table = pd.DataFrame(rows)
@@ -119,20 +157,26 @@ def comparison(baseline, variant) -> None:
     st.plotly_chart(figs.layer_changes(attention_change(baseline.capture, variant.capture),
                                        hidden_change(baseline.hidden_states, variant.hidden_states)),
                     key="lab_layers_chart", width="stretch")
+    st.caption(f"{METRIC_WORDS['TV']}. {METRIC_WORDS['cos']}. Changes below {figs.NOISE:g} are rounding, drawn as 0.")
 
 
 def sweep_panel(runner, variant, cfg: AttentionConfig) -> None:
-    """Move one global token across the document, or vary the window; track one prediction's score."""
+    """Move one global token across the document, or vary the window; track one prediction's score against its
+    score under the configuration in force. Keyed, and open once it has results, so reruns keep it open."""
     ss = st.session_state
-    with st.expander("Sweep: move one global token across the document, or vary the window"):
+    with st.expander("Sweep: move one global token across the document, or vary the window", key="lab_sweep_box",
+                     expanded=bool(ss.get("_lab_sweep"))):
         labels = [r["label"] for r in variant.predictions.rows]
         if not labels:
             st.info("A sweep tracks a prediction's score: add queries on the Document page first.")
             return
-        s1, s2, s3 = st.columns(3)
+        s1, s2, s3, s4 = st.columns(4)
         s1.radio("Sweep", ["global token position", "window"], key="lab_sweep_kind")
         s2.selectbox("Track", labels, key="lab_sweep_label")
         s3.slider("Points", 3, 40, 12, key="lab_sweep_points")
+        moving = s4.selectbox("Global token that moves", [None, *cfg.global_tokens], key="lab_sweep_moving",
+                              format_func=lambda p: "none: add one" if p is None else f"{p} {variant.tokens[p]}",
+                              disabled=ss["lab_sweep_kind"] == "window")
         # A callback records the click, so a rerun before the body runs (routing) cannot lose it.
         st.button("Run the sweep", key="lab_sweep_run", on_click=lambda: ss.update(_lab_sweep_requested=True))
         if ss.pop("_lab_sweep_requested", False):
@@ -142,14 +186,15 @@ def sweep_panel(runner, variant, cfg: AttentionConfig) -> None:
                           progress=lambda f: bar.progress(f, text=f"Sweeping... {f:.0%}"))
             if ss["lab_sweep_kind"] == "window":
                 rows = sweep_window(runner, ss["document"], cfg, window_points(variant.n, k), **common)
-                ss["_lab_sweep"] = ("window", rows)
+                ss["_lab_sweep"] = ("window", rows, ss["lab_sweep_label"])
             else:
-                rows = sweep_global_position(runner, ss["document"], cfg, position_points(variant.n, k), **common)
-                ss["_lab_sweep"] = ("position", rows)
+                rows = sweep_global_position(runner, ss["document"], cfg, position_points(variant.n, k),
+                                             moving=moving, **common)
+                ss["_lab_sweep"] = ("position", rows, ss["lab_sweep_label"])
             bar.empty()
         if ss.get("_lab_sweep"):
-            kind, rows = ss["_lab_sweep"]
-            st.plotly_chart(figs.sweep_line(rows, kind, ss["lab_sweep_label"]), key="lab_sweep_chart",
-                            width="stretch")
+            kind, rows, label = ss["_lab_sweep"]
+            reference = variant.predictions.summary().get(label)
+            st.plotly_chart(figs.sweep_line(rows, kind, label, reference), key="lab_sweep_chart", width="stretch")
             st.download_button("Download CSV", pd.DataFrame(rows).to_csv(index=False), "lfviz_sweep.csv",
                                "text/csv", key="lab_sweep_csv")

@@ -78,7 +78,8 @@ def side_by_side(spec, layer: int, head: int, n: int, tokens_: list[str], global
         d = spec.dilation[head]
         st.plotly_chart(figs.pattern_heatmap(
             lf_z, edges, f"Longformer: layer {layer}, head {head}<br><sup>window {spec.window}, dilation {d}, "
-            f"{len(global_tokens)} global - {lf_pairs / n**2:.1%} of n² pairs</sup>", labels),
+            f"{len(global_tokens)} global - {lf_pairs / n**2:.1%} of n² pairs</sup>", labels,
+            global_tokens=global_tokens),
             key="pattern_longformer", width="stretch")
         st.caption(f"The current configuration. Each query attends {spec.one_sided} neighbours on each side"
                    + (f", only every {d}-th position (gaps between them: zoom in to see them)" if d > 1 else "")
@@ -139,16 +140,15 @@ def receptive_field(specs, n: int, global_tokens) -> None:
         curves = reach(specs, n, global_tokens, source)
     st.plotly_chart(figs.reach_figure(curves, n, source), key="pattern_reach", width="stretch")
     summary = []
-    for name, spans in curves.items():
-        k = patterns.layers_to_cover(spans, n)
+    for name, layers in curves.items():
+        k = patterns.layers_to_cover(layers, n)
         summary.append(f"**{name}**: " + (f"the whole document after {k} layer{'s' if k != 1 else ''}" if k else
-                                          f"positions {spans[-1][0]}–{spans[-1][1]} after all {len(spans) - 1} "
-                                          "layers"))
+                                          f"after all {len(layers) - 1} layers, {patterns.describe_reach(layers[-1], n)}"))
     st.markdown(" - ".join(summary))
     st.caption("A token mixes in what it attends to, so after l layers the source's information can have reached "
                "every position within l windows (times the dilation) of it. A global token changes that: it "
                "attends the source within one layer, and every token attends it in the next, so two layers reach "
-               "the whole document. Bands show the lowest to highest position reached (dilated windows may leave "
-               "gaps inside).")
+               "the whole document. Each bar is a run of positions reached; gaps are positions not reached (a "
+               "dilated band skips positions; a global token is reached far from the band).")
     if not global_tokens:
         st.caption("This configuration has no global tokens, so only it and full attention are shown.")

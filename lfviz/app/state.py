@@ -14,9 +14,15 @@ from ..textspec import config_from_text
 
 MODEL_CHOICES = {"embedded": "Embedded MiniLM, converted (4,096 tokens)",
                  "embedded-16k": "Embedded MiniLM, converted (16,384 tokens)"}
-URL_KEYS = ("model", "sample", "window", "dilation", "global", "layer", "head")
+URL_KEYS = ("model", "sample", "window", "dilation", "global", "layer", "head", "queries", "question", "tab")
+CUSTOM_TEXT_NOTE = ("The sender's link was made on their own text, which a link cannot carry (only samples travel "
+                    "in links): this is the default sample with their settings, so global token positions may land on "
+                    "other tokens. Ask the sender for an export (Document page, 'Export this run') and open it there.")
 MAX_UPLOAD_BYTES = 2_000_000  # text uploads; run exports may be up to MAX_EXPORT_MB
 MAX_EXPORT_MB = 200
+ATTENTION_TABS = ("Band (whole document)", "Dense zoom", "Global tokens", "Received, over the text",
+                  "Head overview")
+DEFAULT_TAB = ATTENTION_TABS[0]
 
 
 def _default_sample():
@@ -57,8 +63,18 @@ def _apply_query_params() -> None:
         else:
             ss["url_errors"].append(f"the link's model {model[:80]!r} is not one the app can open from a link; "
                                     f"using the embedded model")
-    if qp.get("sample"):
+    if qp.get("sample") == "custom":
+        ss["url_errors"].append(CUSTOM_TEXT_NOTE)
+    elif qp.get("sample"):
         use_sample(qp["sample"])
+    if "queries" in qp:  # after the sample, whose own queries and question it replaces
+        ss["queries"] = [q.strip() for q in qp["queries"].splitlines() if q.strip()][:50]
+    if "question" in qp:
+        ss["question"] = qp["question"].strip()[:2000] or None
+    if qp.get("tab") in ATTENTION_TABS:
+        ss["attention_tab"] = qp["tab"]
+    elif qp.get("tab"):
+        ss["url_errors"].append(f"the link's tab {qp['tab'][:40]!r} does not exist; showing the first one")
     fields = {k: qp.get(k, ss[k]) for k in ("window", "dilation", "global")}
     try:
         config_from_text(fields["window"], fields["dilation"], fields["global"])
@@ -80,12 +96,25 @@ def request(**changes) -> None:
     st.rerun()
 
 
+def _sample_defaults(sample_id: str) -> tuple[list[str], str | None]:
+    s = next((s for s in list_samples() if s.id == sample_id), None)
+    return (list(s.queries), s.question) if s else ([], None)
+
+
 def sync_query_params() -> None:
+    """The URL carries what the user sees: model, sample, the configuration in force (never an invalid value
+    still being typed), layer, head, the Attention page's tab, and queries and question where they differ from
+    the sample's own. Pasted text cannot travel: the link then says sample=custom."""
     ss = st.session_state
-    values = {"model": ss["model"] if ss["model"] in MODEL_CHOICES else None,
-              "sample": ss["sample"] if ss["sample"] != "custom" else None,
-              "window": ss["window"], "dilation": ss["dilation"], "global": ss["global"],
-              "layer": str(ss["layer"]), "head": str(ss["head"])}
+    good = ss.get("_good_fields") or {k: ss[k] for k in ("window", "dilation", "global")}
+    queries, question = _sample_defaults(ss["sample"])
+    tab = ss.get("attention_tab")
+    values = {"model": ss["model"] if ss["model"] in MODEL_CHOICES else None, "sample": ss["sample"],
+              "window": good["window"], "dilation": good["dilation"], "global": good["global"],
+              "layer": str(ss["layer"]), "head": str(ss["head"]),
+              "queries": None if ss.get("queries", []) == queries else "\n".join(ss.get("queries", [])),
+              "question": None if ss.get("question") == question else (ss.get("question") or ""),
+              "tab": tab if tab and tab != DEFAULT_TAB else None}
     for k, v in values.items():
         if v is None:
             st.query_params.pop(k, None)

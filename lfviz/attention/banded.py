@@ -44,9 +44,11 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     valid:    (n,) bool, False at padding (None: no padding).
     impl:     the band + global columns part: "blocked" (`blocked.py`), "flex" (FlexAttention, `flex.py`)
               or "auto" (flex on a CUDA GPU, blocked elsewhere). The global rows are computed here either way.
-    Returns out (H, n, hd) and, if need_weights, AttentionWeights in `weights_dtype` (softmax is always fp32).
+    Returns out (H, n, hd) and, if need_weights, AttentionWeights in `weights_dtype` (softmax is always fp32),
+    whose band is as wide as `spec.for_length(n)`: never wider than the text.
     """
     H, n, hd = q.shape
+    spec = spec.for_length(n)  # a window wider than the text costs what the widest useful one costs
     scale = 1.0 / math.sqrt(hd)
     dev = q.device
     chosen = resolve_impl(impl, dev, hd, n, spec.dilation)

@@ -15,6 +15,7 @@ MAX_CELLS = 600  # rows (and columns) a heatmap sends before it pools
 LINES_UP_TO = 8  # global tokens drawn as lines; more become a heatmap
 WEBGL_ABOVE = 2000  # points per line
 COLORSCALE = "Blues"
+GLOBAL_HUES = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")  # one per line
 _MARGIN = dict(l=60, r=10, t=60, b=50)
 
 
@@ -100,8 +101,8 @@ def dense_heatmap(z: np.ndarray, row_tokens: list[str], col_tokens: list[str], r
 
 def global_weights(z: np.ndarray, global_positions: list[int], tokens: list[str], title: str,
                    yaxis_title: str) -> go.Figure:
-    """(G, n) weights over token positions, one per global token: lines when G <= LINES_UP_TO (WebGL for long
-    documents), else a heatmap pooled (max) to at most MAX_CELLS x MAX_CELLS."""
+    """(G, n) weights over token positions, one per global token: lines in distinct hues when G <= LINES_UP_TO
+    (WebGL for long documents), else a heatmap pooled (max) to at most MAX_CELLS x MAX_CELLS."""
     z = np.asarray(z, dtype=np.float32)
     G, n = z.shape
     names = [f"{g} {tokens[g]}" for g in global_positions]
@@ -109,8 +110,9 @@ def global_weights(z: np.ndarray, global_positions: list[int], tokens: list[str]
         cls = go.Scattergl if n > WEBGL_ABOVE else go.Scatter
         x = np.arange(n)
         fig = go.Figure([cls(x=x, y=_round(row), mode="lines", name=name, text=tokens,
+                             line=dict(color=GLOBAL_HUES[i % len(GLOBAL_HUES)]),
                              hovertemplate=f"{html.escape(name)}<br>%{{x}} %{{text}}<br>weight %{{y:.4f}}"
-                                           f"<extra></extra>") for row, name in zip(z, names)])
+                                           f"<extra></extra>") for i, (row, name) in enumerate(zip(z, names))])
         fig.update_layout(yaxis_title=yaxis_title, legend=dict(title="global token"))
     else:
         pooled, kr, kc = pool(z, MAX_CELLS, MAX_CELLS, "max")

@@ -43,25 +43,44 @@ def prediction_bars(diff_rows: list[dict], top: int = 10) -> go.Figure:
     return fig
 
 
+NOISE = 1e-4  # changes below this are float rounding (fp16 captures, summation order), not a difference
+MIN_SPAN = {"attention": 0.02, "hidden": 0.002}  # y ranges never shrink below these: noise stays near the floor
+
+
 def layer_changes(attention: list[float], hidden: list[float]) -> go.Figure:
-    """Per-layer change: attention (total variation of received attention) and hidden states (1 - cosine)."""
+    """Per-layer change: attention (total variation of received attention, L0..) and hidden states (1 - cosine;
+    the embeddings first, then after each layer). The x axis is in model order, embeddings first; each y axis
+    spans at least MIN_SPAN, so rounding noise (below NOISE) stays a flat line at 0 instead of filling the plot."""
+    order = ["emb"] + [f"L{i}" for i in range(max(len(attention), len(hidden) - 1))]
+    clean = lambda v: [0.0 if abs(x) < NOISE else x for x in v]
+    attention, hidden = clean(attention), clean(hidden)
     fig = go.Figure([
-        go.Bar(name="attention moved (TV distance)", x=[f"L{i}" for i in range(len(attention))], y=attention),
-        go.Scatter(name="hidden state change (1 - cos)", x=["emb"] + [f"L{i}" for i in range(len(hidden) - 1)],
-                   y=hidden, mode="lines+markers", yaxis="y2"),
+        go.Bar(name="attention moved (TV distance)", x=order[1:len(attention) + 1], y=attention),
+        go.Scatter(name="hidden state change (1 - cos)", x=order[:len(hidden)], y=hidden, mode="lines+markers",
+                   yaxis="y2"),
     ])
+    top = lambda v, floor: max(floor, 1.15 * max(v, default=0.0))
     fig.update_layout(title="What the variant changes, layer by layer", height=340,
-                      yaxis=dict(title="attention moved", rangemode="tozero"),
-                      yaxis2=dict(title="1 - cosine", overlaying="y", side="right", rangemode="tozero"),
+                      xaxis=dict(categoryorder="array", categoryarray=order),
+                      yaxis=dict(title="attention moved", range=[0, top(attention, MIN_SPAN["attention"])]),
+                      yaxis2=dict(title="1 - cosine", overlaying="y", side="right",
+                                  range=[0, top(hidden, MIN_SPAN["hidden"])]),
                       margin=dict(l=40, r=40, t=50, b=40), legend=dict(orientation="h", y=-0.2))
     return fig
 
 
-def sweep_line(rows: list[dict], x_key: str, label: str) -> go.Figure:
+def sweep_line(rows: list[dict], x_key: str, label: str, reference: float | None = None,
+               reference_label: str = "current configuration") -> go.Figure:
+    """A prediction's score along a sweep; windows on a log axis (they double); a dotted line at `reference`
+    (the score under the configuration in force) so every point reads as better or worse than it."""
     fig = go.Figure(go.Scatter(x=[r[x_key] for r in rows], y=[r["score"] for r in rows], mode="lines+markers",
-                               text=[r.get("token", "") for r in rows],
+                               text=[r.get("token", "") for r in rows], name="sweep",
                                hovertemplate=f"{x_key} %{{x}} %{{text}}<br>score %{{y:.4f}}<extra></extra>"))
+    if reference is not None:
+        fig.add_hline(y=reference, line_dash="dot", line_color=GLOBAL_COLOR,
+                      annotation_text=f"{reference_label}: {reference:.4f}", annotation_position="top left")
     fig.update_layout(title=f"Score of '{label[:60]}' while sweeping the {x_key.replace('_', ' ')}",
-                      xaxis_title=x_key.replace("_", " "), yaxis_title="score", height=320,
-                      margin=dict(l=40, r=10, t=50, b=40))
+                      xaxis=dict(title=x_key.replace("_", " ") + (" (two-sided, log scale)" if x_key == "window" else ""),
+                                 type="log" if x_key == "window" else "linear"),
+                      yaxis_title="score", height=320, margin=dict(l=40, r=10, t=50, b=40))
     return fig

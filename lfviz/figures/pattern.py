@@ -8,7 +8,7 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 
-from ..analysis.patterns import density
+from ..analysis.patterns import density, describe_reach
 
 # any attended pair shows (light blue), so a single global row stays visible in a 16-token cell
 PATTERN_COLORS = [[0.0, "#ffffff"], [1e-6, "#c6dbef"], [0.5, "#4292c6"], [1.0, "#08306b"]]
@@ -72,12 +72,17 @@ def cell_labels(edges: np.ndarray, tokens: list[str] | None = None) -> list[str]
     return out
 
 
+GLOBAL_LINE = dict(color="#08306b", width=2.5)  # a global token's row and column: fully attended, drawn >= 2 px
+
+
 def pattern_heatmap(z: np.ndarray, edges: np.ndarray, title: str, tokens: list[str] | None = None,
-                    ticks: int = 8, height: int = 430) -> go.Figure:
+                    ticks: int = 8, height: int = 430, global_tokens=()) -> go.Figure:
     """Heatmap of z (k, k) = share of attended pairs per cell (rows: queries, columns: keys, query 0 on top).
 
     edges (k + 1,): token boundaries of the cells (`cell_edges`); axes read in token positions and
     hover gives each cell's query and key range, or the tokens themselves where a cell is one token.
+    global_tokens: their rows and columns (every pair attended) are drawn on top as lines at least GLOBAL_LINE
+    wide, so they show at any zoom (a one-token row is a hairline in a cell of many tokens).
     """
     labels = cell_labels(edges, tokens)
     k = len(labels)  # z goes out as float32 (binary in the JSON): 256 x 256 cells stay ~350 kB
@@ -92,6 +97,11 @@ def pattern_heatmap(z: np.ndarray, edges: np.ndarray, title: str, tokens: list[s
     fig.update_layout(title=title, height=height, margin=dict(l=50, r=10, t=50, b=50),
                       xaxis=dict(axis, title="key position"),
                       yaxis=dict(axis, title="query position", autorange="reversed"))
+    for g in global_tokens:
+        if edges[0] <= g < edges[-1]:
+            i = int(np.searchsorted(edges, g, side="right")) - 1  # the cell holding token g (category index)
+            fig.add_shape(type="line", x0=-0.5, x1=k - 0.5, y0=i, y1=i, line=GLOBAL_LINE, opacity=0.9)
+            fig.add_shape(type="line", x0=i, x1=i, y0=-0.5, y1=k - 0.5, line=GLOBAL_LINE, opacity=0.9)
     return fig
 
 
@@ -111,24 +121,30 @@ def costs_figure(rows: list[dict], log: bool = False) -> go.Figure:
     return fig
 
 
-def reach_figure(curves: dict[str, list[tuple[int, int]]], n: int, source: int) -> go.Figure:
-    """One band per configuration: positions between the lowest and highest token that has received the source
-    token's information after l layers (x = 0 is the input, where only the source holds it)."""
+def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source: int) -> go.Figure:
+    """Exactly which positions hold the source token's information after l layers (x = 0 is the input, where
+    only the source holds it): for each configuration and layer, one bar per run of reached positions, so a gap
+    (between a global token and the band, or in a dilated band) shows as a gap. curves: `patterns.reach_curves`.
+    Each configuration's bars sit side by side within a layer's column; a run of one token is one token tall."""
     fig = go.Figure()
-    for name, spans in curves.items():
-        xs = list(range(len(spans)))
-        lo, hi = [s[0] for s in spans], [s[1] for s in spans]
-        text = [f"{name}<br>after {x} layer{'s' if x != 1 else ''}: positions {a}–{b} ({(b - a + 1) / n:.0%} of "
-                f"the document)" for x, (a, b) in enumerate(spans)]
-        hue = REACH_HUES.get(name, "#9467bd")
-        fig.add_scatter(x=xs + xs[::-1], y=hi + lo[::-1], text=text + text[::-1], name=name, mode="lines+markers",
-                        fill="toself", opacity=0.45, line=dict(color=hue), hoveron="points",
-                        hovertemplate="%{text}<extra></extra>")
+    k = max(1, len(curves))
+    for c, (name, layers) in enumerate(curves.items()):
+        xs, ys, text = [], [], []
+        shift = (c - (k - 1) / 2) * 0.8 / k  # side by side inside the layer's column
+        for x, spans in enumerate(layers):
+            label = (f"{name}<br>{'input' if x == 0 else f'after {x} layer' + ('s' if x != 1 else '')}: "
+                     f"{describe_reach(spans, n)}")
+            for a, b in spans:
+                xs += [x + shift, x + shift, None]
+                ys += [a - 0.5, b + 0.5, None]  # a one-token run stays visible
+                text += [label, label, None]
+        fig.add_scatter(x=xs, y=ys, text=text, name=name, mode="lines", line=dict(color=REACH_HUES.get(name, "#9467bd"),
+                        width=max(4, 60 // k)), hovertemplate="%{text}<extra></extra>")
     fig.add_hline(y=source, line_dash="dot", line_color="#d62728",
                   annotation_text=f"source token {source}", annotation_position="top left")
     layers = max((len(s) for s in curves.values()), default=1)
     fig.update_layout(title=f"Receptive field: where token {source}'s information has reached, layer by layer",
-                      xaxis=dict(title="layers", tickmode="array", tickvals=list(range(layers)),
+                      xaxis=dict(title="layers", tickmode="array", tickvals=list(range(layers)), range=[-0.6, layers - 0.4],
                                  ticktext=["input"] + [f"after {x}" for x in range(1, layers)]),
                       yaxis=dict(title="token position", range=[-0.5, n - 0.5]), height=380,
                       margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.2))

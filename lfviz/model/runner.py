@@ -86,8 +86,8 @@ class Runner:
         notes = []
         if len(ids) > self.max_tokens:
             keep = self.max_tokens - 1
-            notes.append(f"the text has {len(ids)} tokens but {self.model_id} has positions for {self.max_tokens}: "
-                         f"only the first {self.max_tokens} tokens are used (the rest is cut off)")
+            notes.append(f"Truncated: the text has {len(ids):,} tokens but {self.model_id} has positions for "
+                         f"{self.max_tokens:,}: only the first {self.max_tokens:,} tokens are used (the rest is cut off)")
             end_id = tok.sep_token_id if tok.sep_token_id is not None else ids[-1]
             ids = ids[:keep] + [end_id]
             context = context[:keep] + [False]
@@ -95,6 +95,11 @@ class Runner:
             tt = tt[:keep] + [tt[keep - 1]] if tt is not None else None
             question_tokens = [q for q in question_tokens if q < keep]
         tokens = tok.convert_ids_to_tokens(ids)
+        unknown = sum(1 for i in ids if i == tok.unk_token_id) if tok.unk_token_id is not None else 0
+        if unknown >= max(3, 0.05 * len(ids)):  # a script or emoji the vocabulary lacks
+            notes.append(f"{unknown:,} of {len(ids):,} tokens ({unknown / len(ids):.0%}) are unknown to this model's "
+                         f"vocabulary ({tok.unk_token}): it sees each as the same blank token, so attention and "
+                         f"predictions say little about that text. The embedded model reads English.")
         return Tokenized(ids, tokens, offsets, context, question_tokens, tt, notes)
 
     # -- running --------------------------------------------------------------------------------------------------

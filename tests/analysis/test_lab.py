@@ -31,6 +31,15 @@ def test_presets(embedded):
     assert presets.toggle((0, 5), [5, 7]) == (0, 7)
 
 
+def test_a_decimal_point_does_not_end_a_sentence(embedded):
+    text = "The river is 2.4 km long. It floods in spring! Levels rose 3.5% e.g. in May. Done."
+    t = embedded.tokenize(text)
+    starts = lambda *a: [t.tokens[i] for i in presets.sentence_starts(t.tokens, *a)]
+    assert starts(t.offsets, text) == ["the", "it", "levels", "done"]
+    assert starts(t.offsets) == ["the", "it", "levels", "in", "done"]  # without the text, "e.g. in" looks like an end
+    assert {"4", "5"}.isdisjoint(starts()) and starts()[:3] == ["the", "it", "levels"]  # without offsets: no digit
+
+
 def test_preset_positions_dispatch_every_preset(embedded):
     t = embedded.tokenize(TEXT, "when does the licence end?")
     pick = lambda kind, **kw: presets.preset_positions(kind, t.tokens, t.offsets, TEXT, t.question_tokens, **kw)
@@ -46,6 +55,24 @@ def test_preset_positions_dispatch_every_preset(embedded):
         pick("middle")
     with pytest.raises(ValueError, match="empty"):
         pick("tokens matching a word", pattern="")
+
+
+def test_global_tokens_follow_their_tokens_through_an_edit(embedded):
+    old = embedded.tokenize(TEXT).tokens
+    fees, budget = old.index("fees"), old.index("budget")
+    edited = embedded.tokenize("Preface words first. " + TEXT.replace("monthly", "every single month")).tokens
+    got, notes = presets.remap_positions((0, fees, budget), old, edited)
+    assert [edited[p] for p in got] == ["[CLS]", "fees", "budget"]  # each token followed its place
+    assert got[1] == fees + 4 and any("'fees' moved to" in n for n in notes)
+    unrelated = embedded.tokenize("A different document about the weather and the sea.").tokens
+    got, notes = presets.remap_positions((0, old.index("the"), 3000), old, unrelated)
+    assert got == (0,)  # [CLS] stays; a common word is not matched across unrelated texts
+    assert notes == ["1 'the' dropped: it is not in the new text", "3000 dropped: beyond the old text"]
+    assert presets.remap_positions((), old, unrelated) == ((), [])
+    from lfviz.samples import list_samples
+    a, b = (embedded.tokenize(s.text).tokens for s in list_samples()[:2])
+    got, notes = presets.remap_positions(range(0, len(a), 50), a, b)  # another sample: shared phrases do not count
+    assert got == (0,) and len(notes) == len(range(50, len(a), 50))
 
 
 def test_sweep_points_stay_inside_the_text():
@@ -96,9 +123,32 @@ def test_sweeps(embedded):
     rows = sweep_global_position(embedded, TEXT, cfg, [1, 5, 9], "budget approval", queries=q)
     assert [r["position"] for r in rows] == [1, 5, 9] and all(isinstance(r["score"], float) for r in rows)
     assert len({round(r["score"], 6) for r in rows}) > 1  # where the global token sits matters
+    moved = sweep_global_position(embedded, TEXT, cfg.replace(global_tokens=(0, 3)), [5, 9], "budget approval",
+                                  queries=q, moving=3)  # token 3 moves; token 0 stays global
+    direct = embedded.run(TEXT, config=cfg.replace(global_tokens=(0, 9)), queries=q, capture=False)
+    assert moved[1]["score"] == pytest.approx(direct.predictions.summary()["budget approval"], abs=1e-6)
+    with pytest.raises(ValueError, match="token 4 is not global"):
+        sweep_global_position(embedded, TEXT, cfg, [5], "budget approval", queries=q, moving=4)
     seen = []
     rows = sweep_window(embedded, TEXT, cfg, [2, 8, 64], "budget approval", queries=q, progress=seen.append)
     assert [r["window"] for r in rows] == [2, 8, 64] and seen == pytest.approx([1 / 3, 2 / 3, 1])
+
+
+def test_layer_chart_reads_in_model_order_and_keeps_noise_flat():
+    fig = figs.layer_changes([0.2, 3e-6, 0.1], [0.0, 0.05, 2e-6, 0.01])
+    assert list(fig.layout.xaxis.categoryarray) == ["emb", "L0", "L1", "L2"]  # the embeddings come first
+    assert list(fig.data[1].x) == ["emb", "L0", "L1", "L2"] and list(fig.data[0].y)[1] == 0.0
+    noise = figs.layer_changes([3e-6] * 3, [0.0, 1e-5, 2e-5, 1e-5])
+    assert noise.layout.yaxis.range[1] == figs.MIN_SPAN["attention"] and max(noise.data[1].y) == 0.0
+    assert noise.layout.yaxis2.range[1] == figs.MIN_SPAN["hidden"]
+
+
+def test_window_sweeps_read_on_a_log_axis_against_the_current_score():
+    rows = [{"window": w, "score": 0.1 * i} for i, w in enumerate([2, 8, 64, 512])]
+    fig = figs.sweep_line(rows, "window", "q", reference=0.25)
+    assert fig.layout.xaxis.type == "log" and fig.layout.shapes[0].y0 == 0.25
+    assert "current configuration: 0.2500" in fig.layout.annotations[0].text
+    assert figs.sweep_line([{"position": 3, "score": 0.1}], "position", "q").layout.xaxis.type == "linear"
 
 
 def test_figures():

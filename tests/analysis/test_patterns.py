@@ -46,6 +46,44 @@ def test_layer_costs_order():
     assert "BigBird" not in {c.name for c in patterns.layer_costs(LayerSpec(8, (1,)), 100, 1)}
 
 
+def reach_by_matrix_powers(specs, n, global_tokens, source):
+    """Plain reference: token i holds the source's information after a layer if it attends (any head, the mask
+    predicate) a token that held it before."""
+    reached = np.zeros(n, dtype=bool)
+    reached[source] = True
+    out = [reached]
+    for spec in specs:
+        attends = dense_mask(spec, n, global_tokens).any(0).numpy()  # (n, n), any head
+        reached = reached | (attends.astype(int) @ reached.astype(int) > 0)
+        out.append(reached)
+    return out
+
+
+@pytest.mark.parametrize("window, dilation, global_tokens, n, source", [
+    (8, [1, 1], (), 40, 20),
+    (4, [2, [1, 3]], (), 50, 7),
+    (6, [3, 1], (0,), 61, 30),          # the CLS case: {0} and a band, with a gap between
+    (2, [[1, 4, 2], 5], (13, 44), 57, 50),
+    (100, [1, 1], (), 9, 4),            # window wider than the text
+    (4, [7, 7], (), 30, 29),
+])
+def test_reach_sets_equal_matrix_powers_of_the_mask(window, dilation, global_tokens, n, source):
+    H = max(len(d) if isinstance(d, list) else 1 for d in dilation)
+    specs = AttentionConfig(window=window, dilation=dilation).resolve(len(dilation), H)
+    got = patterns.reach_sets(specs, n, global_tokens, source)
+    want = reach_by_matrix_powers(specs, n, global_tokens, source)
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
+
+
+def test_runs_and_the_reached_set_after_one_layer_with_a_global_token():
+    specs = AttentionConfig(window=512).resolve(2, 1)
+    sets = patterns.reach_sets(specs, 2300, (0,), 1960)
+    assert patterns.runs(sets[1]) == [(0, 0), (1704, 2216)]  # not a band from 0 to 2216
+    assert patterns.runs(sets[2]) == [(0, 2299)]
+    assert patterns.runs(np.array([1, 1, 0, 1, 0, 0, 1], dtype=bool)) == [(0, 1), (3, 3), (6, 6)]
+    assert patterns.describe_reach([(0, 0), (1704, 2216)], 2300) == "514 of 2,300 positions (22%) in 2 runs: 0, 1704–2216"
+
+
 def test_reach_grows_by_span_and_globals_connect_everything():
     specs = AttentionConfig(window=8, dilation=[1, 2, 1]).resolve(3, 2)
     assert patterns.reach(specs, 200, source=100) == [(96, 104), (88, 112), (84, 116)]

@@ -49,15 +49,28 @@ def test_malformed_link_keeps_defaults_and_says_why():
     assert "embedded model" in warnings
 
 
-def test_bad_configuration_in_the_sidebar_is_reported_and_kept():
+def test_an_invalid_value_keeps_the_last_good_configuration_and_says_why_once():
+    """Window 7 or an out-of-range global: the field keeps the typed text with one error below it, the last valid
+    configuration stays in force (figures and the lab's controls stay), and the link never carries it."""
     at = new_app().run()
+    at.switch_page("pages/attention.py").run()
+    charts = len(at.get("plotly_chart"))
     at.sidebar.text_input(key="sidebar_window").set_value("7").run()
     assert not at.exception
-    assert at.session_state["window"] == "7"  # the widget wrote it; the user's text stays, to be fixed
-    assert any("must be even" in e.value for e in at.error)
-    at.session_state["window"] = "64"
-    at.run()
-    assert not at.error
+    assert at.session_state["window"] == "512"  # still in force
+    assert at.sidebar.text_input(key="sidebar_window").value == "7"  # the user's text stays, to be fixed
+    assert [e.value for e in at.error] == [e.value for e in at.sidebar.error]  # next to the field, not the page
+    assert len(at.error) == 1 and "must be even" in at.error[0].value and "Still in force: '512'" in at.error[0].value
+    assert at.query_params["window"] == "512" and len(at.get("plotly_chart")) == charts
+    at.switch_page("pages/global_lab.py").run()
+    assert not at.exception and at.selectbox(key="lab_preset") and len(at.error) == 1
+    at.sidebar.text_input(key="sidebar_global").set_value("0, 999999").run()
+    assert at.session_state["global"] == "0" and at.query_params["global"] == "0"
+    assert len(at.error) == 2 and "out of range" in at.error[1].value
+    at.sidebar.text_input(key="sidebar_window").set_value("64").run()
+    at.sidebar.text_input(key="sidebar_global").set_value("0, 5").run()
+    assert (at.session_state["window"], at.session_state["global"]) == ("64", "0, 5") and not at.error
+    assert at.query_params["window"] == "64"
 
 
 def test_export_a_run_from_the_document_page(tmp_path):

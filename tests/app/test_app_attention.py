@@ -49,8 +49,10 @@ def test_page_shows_every_view_for_a_short_document():
     at = page()
     n = len(band(at)["y"])
     trace = band(at)
-    assert values(trace["z"]).shape == (n, 513)  # window 512 two-sided: 513 band columns
-    assert values(trace["x"])[0] == -256 and values(trace["x"])[-1] == 256
+    # window 512 on n < 257 tokens: the band keeps the offsets that reach a key, n - 1 per side (never wider)
+    assert values(trace["z"]).shape == (n, 2 * (n - 1) + 1) and n < 257
+    assert values(trace["x"])[0] == -(n - 1) and values(trace["x"])[-1] == n - 1
+    assert f"window 512 (two-sided; {2 * (n - 1)} used, which covers the text)" in at.markdown[0].value
     assert trace["y"][:2] == ["0 [CLS]", "1 hello"] and "one row per token" in band_title(at)
     rows = values(chart(at, "what each global token attends to")["data"][0]["y"])
     assert rows.shape == (n,) and abs(rows.sum() - 1) < 1e-2  # token 0 is global by default
@@ -149,3 +151,10 @@ def test_long_document_is_pooled_and_the_text_view_scrolls():
     at.slider(key="attention_recv_start").set_value(200).run()
     assert not at.exception
     assert re.search(r'<span title="(\d+) ', text_view(at)).group(1) == "200"
+
+
+def test_spikes_from_copied_positions_are_explained_where_they_show():
+    at = open_page("attention", "Every clause of the lease names the tenant and the landlord again. " * 60)
+    assert any("position embeddings are the original 512 copied" in c.value for c in at.caption)
+    short = open_page("attention", "A short text.")
+    assert not any("copied over" in c.value for c in short.caption)

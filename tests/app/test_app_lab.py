@@ -63,3 +63,40 @@ def test_sweep_runs_and_plots():
     assert not at.exception
     spec = chart(at, "while sweeping")
     assert len(spec["data"][0]["x"]) == 3
+
+
+def in_force(at) -> str:
+    return next(c.value for c in at.caption if c.value.startswith("In force"))
+
+
+def test_baselines_are_explicit_and_the_default_follows_the_variant():
+    at = lab()
+    assert "Same window and dilation" in in_force(at) and "baseline window 512, dilation 1, global []" in in_force(at)
+    at.session_state["window"] = "16"
+    at.run()
+    assert "baseline window 16, dilation 1, global []" in in_force(at)  # follows the variant, not frozen
+    at.radio(key="lab_baseline_kind").set_value("full").run()
+    n = len(chart(at, "Tokens by similarity")["data"][0]["text"])
+    assert f"Full attention** - baseline window {2 * n}," in in_force(at)
+    at.button(key="lab_set_baseline").click().run()
+    at.session_state["window"] = "32"
+    at.run()
+    assert at.session_state["lab_baseline_kind"] == "pinned" and "baseline window 16, dilation 1, global [0]" in in_force(at)
+    words = " ".join(c.value for c in at.caption)
+    assert "cosine similarity between the document's embedding" in words and "TV distance (bars)" in words
+
+
+def test_the_sweep_stays_open_with_its_results_after_a_preset():
+    at = lab()
+    at.session_state["global"] = "0, 9"
+    at.run()
+    at.slider(key="lab_sweep_points").set_value(3)
+    at.selectbox(key="lab_sweep_moving").set_value(9)
+    at.button(key="lab_sweep_run").click().run()
+    spec = chart(at, "while sweeping")
+    assert spec["layout"]["shapes"][0]["type"] == "line"  # the current configuration's score, for reference
+    at.selectbox(key="lab_preset").set_value("first token")
+    at.button(key="lab_add").click().run()
+    assert not at.exception and chart(at, "while sweeping")
+    box = next(e for e in at.get("expander") if "Sweep" in e.proto.label)
+    assert box.proto.expanded

@@ -25,8 +25,11 @@ def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed
     out, w = banded_attention(q, k, v, spec, gt, valid, qg[:, list(gt)], kg, vg, need_weights=True, block=block,
                               impl=impl)
     ref_out, ref_probs = reference_attention(q, k, v, qg, kg, vg, spec, gt, valid)
-    ref = weights_from_dense(ref_probs, window, tuple(dilation), gt)
-    assert w.band.shape == (H, n, window + 1)
+    useful = spec.for_length(n).window  # the band is never wider than the text (a wider window reaches nothing more)
+    ref = weights_from_dense(ref_probs, useful, tuple(dilation), gt)
+    assert w.band.shape == (H, n, useful + 1) and useful <= window
+    if window > useful:  # what is left out was all zero
+        assert not weights_from_dense(ref_probs, window, tuple(dilation), gt).band[..., :(window - useful) // 2].any()
     assert w.to_global.shape == (H, n, len(gt)) and w.from_global.shape == (H, len(gt), n)
     torch.testing.assert_close(out, ref_out, atol=TOL, rtol=0)  # padding rows included: 0 in both
     torch.testing.assert_close(w.band, ref.band, atol=TOL, rtol=0)
@@ -106,6 +109,23 @@ def test_padding_queries_output_exactly_zero(global_tokens, impl):
                               vg, impl=impl)
     assert out[:, ~valid].abs().max() == 0
     assert out[:, valid].abs().min(-1).values.gt(0).all()
+
+
+@IMPLS
+def test_a_window_wider_than_the_text_costs_what_the_text_needs(impl):
+    """Window 10^5 on 20 tokens: the band is as wide as the widest useful window (2 * 19 + 1 columns), and the
+    output is the same as with that window; with dilation 3 on every head, (19 // 3) keys per side suffice."""
+    H, n, hd = 2, 20, 8
+    q, k, v = (torch.randn(H, n, hd, generator=torch.Generator().manual_seed(s)) for s in range(3))
+    huge, w = banded_attention(q, k, v, LayerSpec(10 ** 5, (1, 1)), need_weights=True, impl=impl)
+    exact, w_exact = banded_attention(q, k, v, LayerSpec(2 * (n - 1), (1, 1)), need_weights=True, impl=impl)
+    assert w.band.shape == (H, n, 2 * (n - 1) + 1) and w.window == 2 * (n - 1)
+    torch.testing.assert_close(huge, exact, atol=1e-6, rtol=0)
+    torch.testing.assert_close(w.band, w_exact.band, atol=1e-6, rtol=0)
+    _, w3 = banded_attention(q, k, v, LayerSpec(10 ** 5, (3, 3)), need_weights=True, impl=impl)
+    assert w3.band.shape[-1] == 2 * (19 // 3) + 1
+    assert LayerSpec(10 ** 5, (3, 1)).for_length(n).window == 2 * 19  # the undilated head needs the whole text
+    assert LayerSpec(8, (1,)).for_length(n) == LayerSpec(8, (1,))  # narrower than the text: unchanged
 
 
 def test_band_columns_follow_dilation():

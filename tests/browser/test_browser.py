@@ -306,7 +306,7 @@ def test_wrong_file_type_and_a_one_megabyte_paste(browser_page, tmp_path):
     area.fill("word " * 200_000)  # 1 MB
     area.press("Control+Enter")
     wait_idle(page)
-    assert page.get_by_text("only the first 4096 tokens", exact=False).count() >= 1  # truncation is visible
+    assert page.get_by_text("only the first 4,096 tokens", exact=False).count() >= 1  # truncation is visible
     assert not exceptions(page)
 
 

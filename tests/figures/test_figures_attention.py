@@ -149,3 +149,10 @@ def test_band_heatmap_contrast_clips_the_colour_not_the_values():
     assert clipped.data[0].zmax == pytest.approx(np.quantile(band[:, 4], 0.5))  # of non-zero cells only
     assert np.asarray(clipped.data[0].z).max() == pytest.approx(1.0)
     assert "colour saturates at 0.505" in clipped.layout.title.text
+
+
+def test_each_global_token_gets_its_own_hue():
+    z = np.random.default_rng(0).random((4, 50))
+    fig = figs.global_weights(z, [0, 7, 20, 33], [f"t{i}" for i in range(50)], "t", "w")
+    hues = [t.line.color for t in fig.data]
+    assert len(set(hues)) == 4 and all(h.startswith("#") for h in hues)

@@ -83,10 +83,11 @@ def test_costs_follow_the_window_and_bigbird_needs_its_minimum():
     assert fig.layout.yaxis.type == "log"
 
 
-def band_at(fig, name, x):
+def runs_at(fig, name, x):
+    """The runs of positions one configuration's bars cover at layer column x (bars are a - 0.5 .. b + 0.5)."""
     trace = next(t for t in fig.data if t.name == name)
-    ys = [y for xx, y in zip(trace.x, trace.y) if xx == x]
-    return min(ys), max(ys)
+    pts = [(xx, y) for xx, y in zip(trace.x, trace.y) if xx is not None and round(xx) == x]
+    return [(round(pts[i][1] + 0.5), round(pts[i + 1][1] - 0.5)) for i in range(0, len(pts), 2)]
 
 
 def test_reach_figure_global_token_reaches_everything_at_layer_2():
@@ -95,11 +96,28 @@ def test_reach_figure_global_token_reaches_everything_at_layer_2():
     curves = patterns.reach_curves(specs, n, (0,), source)
     assert list(curves) == ["current configuration", "without global tokens", "full attention"]
     fig = figs.reach_figure(curves, n, source)
-    assert band_at(fig, "current configuration", 0) == (150, 150)
-    assert band_at(fig, "current configuration", 1) == (0, 154)
-    assert band_at(fig, "current configuration", 2) == (0, 299)
-    assert band_at(fig, "without global tokens", 2) == (142, 158)  # 2 layers x 4 neighbours per side
-    assert band_at(fig, "full attention", 1) == (0, 299)
+    assert runs_at(fig, "current configuration", 0) == [(150, 150)]
+    assert runs_at(fig, "current configuration", 1) == [(0, 0), (146, 154)]  # the global token, then a gap
+    assert runs_at(fig, "current configuration", 2) == [(0, 299)]
+    assert runs_at(fig, "without global tokens", 2) == [(142, 158)]  # 2 layers x 4 neighbours per side
+    assert runs_at(fig, "full attention", 1) == [(0, 299)]
+    dilated = patterns.reach_curves(AttentionConfig(window=4, dilation=3).resolve(1, 1), 40, (), 20)
+    assert runs_at(figs.reach_figure(dilated, 40, 20), "current configuration", 1) == \
+        [(14, 14), (17, 17), (20, 20), (23, 23), (26, 26)]  # every 3rd position: one-token bars with gaps
     assert patterns.layers_to_cover(curves["current configuration"], n) == 2
     assert patterns.layers_to_cover(curves["without global tokens"], n) is None
     assert list(patterns.reach_curves(specs, n, (), source)) == ["current configuration", "full attention"]
+
+
+def test_global_rows_and_columns_stay_visible_at_whole_document_zoom():
+    """4,096 tokens in 256 cells: a global token's row is 1/16 of a cell; it is drawn as lines >= 2 px wide."""
+    spec, n = LayerSpec(512, (1,)), 4096
+    z, edges = figs.pattern_cells(*patterns.longformer_pairs(spec, n, (0, 1000)), n, max_cells=256)
+    fig = figs.pattern_heatmap(z, edges, "t", global_tokens=(0, 1000, 5000))
+    lines = [(sh.x0, sh.x1, sh.y0, sh.y1) for sh in fig.layout.shapes]
+    cell = 1000 // 16
+    assert (-0.5, 255.5, 0, 0) in lines and (0, 0, -0.5, 255.5) in lines
+    assert (-0.5, 255.5, cell, cell) in lines and (cell, cell, -0.5, 255.5) in lines
+    assert len(lines) == 4 and all(sh.line.width >= 2 for sh in fig.layout.shapes)  # 5000 is outside the text
+    zoomed, zedges = figs.pattern_cells(*patterns.longformer_pairs(spec, n, (0, 1000)), n, 990, 1010)
+    assert len(figs.pattern_heatmap(zoomed, zedges, "t", global_tokens=(0, 1000)).layout.shapes) == 2  # 0 is off-span

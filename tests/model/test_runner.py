@@ -94,7 +94,7 @@ def test_bad_input_says_what_to_fix(embedded, kwargs, fix):
 
 def test_too_long_text_is_truncated_with_a_visible_warning(embedded):
     text = "word " * 5000
-    with pytest.warns(UserWarning, match="only the first 4096 tokens"):
+    with pytest.warns(UserWarning, match="only the first 4,096 tokens"):
         res = embedded.run(text, config=lfviz.AttentionConfig(window=64), capture=False)
     assert res.n == 4096 and res.tokens[-1] == "[SEP]"
     assert res.warnings and "cut off" in res.warnings[0]
