@@ -30,7 +30,7 @@ def test_text_without_words_is_refused(embedded, text):
 def test_a_one_megabyte_paste_is_truncated_with_a_warning(embedded):
     with pytest.warns(UserWarning, match="only the first 4,096 tokens"):
         res = embedded.run("word " * 200_000, config=lfviz.AttentionConfig(window=64), capture=False)
-    assert res.n == 4096 and "200002 tokens" in res.warnings[0]
+    assert res.n == 4096 and "200,002 tokens" in res.warnings[0]
 
 
 @pytest.mark.parametrize("config", [
