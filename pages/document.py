@@ -2,7 +2,6 @@
 import streamlit as st
 
 from lfviz.app import cache, document, routing
-from lfviz.textspec import config_to_text
 
 routing.ensure_app_routing()
 ss = st.session_state
@@ -27,9 +26,8 @@ with left:
 if runner is not None:
     document.token_summary(runner)
 cfg = cache.current_config()
-if cfg is not None:
-    st.subheader("Current configuration")
-    st.json({**config_to_text(cfg), "layer": ss["layer"], "head": ss["head"]}, expanded=True)
+if runner is not None and cfg is not None:
+    document.configuration_summary(runner, cfg)
 if runner is not None and cfg is not None and ss["document"].strip():
     document.export_panel(runner)
 document.import_panel()

@@ -21,7 +21,10 @@ def attention_change(base, variant) -> list[float]:
 
 
 def hidden_change(base_states, variant_states) -> list[float]:
-    """Per layer (embeddings first): mean over tokens of 1 - cosine(baseline, variant)."""
+    """Per layer (embeddings first): mean over tokens of 1 - cosine(baseline, variant); empty when either run
+    has no hidden states (e.g. an export saved without them)."""
+    if base_states is None or variant_states is None:
+        return []
     return [float((1 - F.cosine_similarity(a.float(), b.float(), dim=-1)).mean())
             for a, b in zip(base_states, variant_states)]
 

@@ -273,3 +273,27 @@ def growth_exponents(rows: list[dict], points: int = 3) -> dict[str, float]:
             out[method] = (sum((a - mx) * (b - my) for a, b in zip(x, y))
                            / sum((a - mx) ** 2 for a in x))
     return out
+
+
+def crossover(rows: list[dict], faster: str = "lfviz", than: str = "full") -> dict:
+    """Where method `faster` starts to beat method `than` (keys of METHODS) on the measured lengths.
+
+    Returns {"tokens": the crossing length interpolated in log-log between the two measured lengths around it
+    (None when the curves do not cross), "below": True when `faster` is faster at every measured length, False
+    when it is slower at every one, None when they cross}. The last sign change counts (noise at short lengths
+    may flip it early)."""
+    t = {}
+    for r in rows:
+        if r.get("key") in (faster, than) and r.get("seconds"):
+            t.setdefault(r["tokens"], {})[r["key"]] = r["seconds"]
+    pts = sorted((n, v[faster] / v[than]) for n, v in t.items() if faster in v and than in v)
+    if not pts:
+        return {"tokens": None, "below": None}
+    if all(ratio < 1 for _, ratio in pts):
+        return {"tokens": None, "below": True}
+    if all(ratio >= 1 for _, ratio in pts) or pts[-1][1] >= 1:
+        return {"tokens": None, "below": False}
+    i = max(j for j in range(1, len(pts)) if pts[j - 1][1] >= 1 > pts[j][1])
+    (n0, r0), (n1, r1) = pts[i - 1], pts[i]
+    x0, x1, y0, y1 = math.log(n0), math.log(n1), math.log(r0), math.log(r1)
+    return {"tokens": round(math.exp(x0 + (0 - y0) * (x1 - x0) / (y1 - y0))), "below": None}

@@ -34,21 +34,37 @@ def _cached_run(model: str, text: str, config_json: str, queries: tuple[str, ...
                       keep_on_device=runner.device.type == "cuda")
 
 
+def _run_key(model: str, text: str, config: AttentionConfig, queries, question) -> str:
+    return json.dumps([model, text, config.to_dict(), list(queries), question])
+
+
+def show_saved_run(res) -> None:
+    """Serve `res` (an opened export) for the request it answers, instead of running the model again."""
+    st.session_state["_saved_run"] = (_run_key(res.model_id, res.text, res.config, res.queries, res.question), res)
+
+
 def run_document(config: AttentionConfig | None = None, capture: bool = True, text: str | None = None):
     """RunResult of the current document under `config` (default: the sidebar's), cached; None with a message
-    on the page when the input cannot be run."""
+    on the page when the input cannot be run. An opened export answers the request it was saved for, as saved
+    (a note says so)."""
+    ss = st.session_state
     runner = current_runner()
     config = config or current_config()
-    text = st.session_state.get("document", "") if text is None else text
+    text = ss.get("document", "") if text is None else text
     if runner is None or config is None:
         return None
     if not text.strip():
         st.info("No document yet: pick a sample or paste text on the Document page.")
         return None
+    saved = ss.get("_saved_run")
+    if saved and saved[0] == _run_key(ss["model"], text, config, ss.get("queries", ()), ss.get("question")):
+        st.caption(f"Showing the saved run from the export (layers {saved[1].capture.captured_layers}): the "
+                   "model was not run again.")
+        return saved[1]
     try:
         with st.spinner("Running the model..."):
-            return _cached_run(st.session_state["model"], text, json.dumps(config.to_dict()),
-                               tuple(st.session_state.get("queries", ())), st.session_state.get("question"), capture)
+            return _cached_run(ss["model"], text, json.dumps(config.to_dict()), tuple(ss.get("queries", ())),
+                               ss.get("question"), capture)
     except ValueError as e:
         st.error(f"Cannot run this configuration: {e}")
         return None

@@ -3,11 +3,13 @@ question, the token count, exporting a run and opening an export."""
 from __future__ import annotations
 
 import streamlit as st
+import torch
 
+from ..figures.pattern import pattern_heatmap
 from ..model.result import load_result
 from ..samples import list_samples
 from ..textspec import config_to_text
-from . import cache, state
+from . import cache, pattern, state
 
 
 def decode_text_upload(data: bytes, limit: int = state.MAX_UPLOAD_BYTES) -> str:
@@ -129,63 +131,115 @@ def token_summary(runner) -> None:
         st.info("Pick 'Embedded MiniLM, converted (16,384 tokens)' above to read up to 16,384 tokens.")
 
 
-def export_panel(runner) -> None:
-    """Prepare and download the current run as .safetensors (chosen layers)."""
+def configuration_summary(runner, cfg) -> None:
+    """The configuration in force in words, and a small picture of the pattern it gives this document."""
     ss = st.session_state
-    with st.expander("Export this run (.safetensors: attention, hidden states, predictions, configuration)"):
-        layers = st.multiselect("Layers to include", list(range(runner.num_layers)), default=[ss["layer"]],
+    st.subheader("Current configuration")
+    left, right = st.columns([3, 2])
+    left.markdown(f"{describe_config(config_to_text(cfg))}; showing layer {ss['layer']}, head {ss['head']}. "
+                  "Change it in the sidebar; the Pattern page shows it in full.")
+    tokens = cache.document_tokens()
+    if not tokens:
+        return
+    n = len(tokens)
+    spec = cfg.resolve(runner.num_layers, runner.num_heads)[int(ss["layer"])]
+    (z, edges), pairs = pattern.longformer_cells(spec, n, cfg.check_globals(n), int(ss["head"]), 0, n, 64)
+    with right:
+        st.plotly_chart(pattern_heatmap(z, edges, f"Pattern, layer {ss['layer']}: {pairs / n**2:.1%} of pairs",
+                                        ticks=4, height=260, global_tokens=cfg.global_tokens),
+                        key="doc_pattern", width="stretch")
+
+
+def export_panel(runner) -> None:
+    """Download the current run as .safetensors: its size shown before preparing, fewer layers or no hidden
+    states to shrink it, and never more than the app itself can open again (MAX_EXPORT_MB)."""
+    ss = st.session_state
+    box = st.expander("Export this run (.safetensors: attention, hidden states, predictions, configuration)",
+                      key="doc_export_box", on_change="rerun")
+    with box:
+        if not box.open:
+            return  # lazy: the run (and its size) is needed only once the box is open
+        res = cache.run_document()
+        if res is None:
+            return
+        c1, c2 = st.columns([3, 2])
+        layers = c1.multiselect("Layers to include", res.capture.captured_layers, default=[ss["layer"]],
                                 key="doc_export_layers")
-        st.button("Prepare the export", key="doc_export_prepare",
+        hidden = c2.checkbox("Include hidden states (fp16)", value=False, key="doc_export_hidden")
+        size = res.export_size(layers, hidden_states=hidden, dtype=torch.float16)
+        per_layer = res.export_size(res.capture.captured_layers[:1], False) - res.export_size([], False)
+        too_big = size > state.MAX_EXPORT_MB * 1e6
+        st.caption(f"About {size / 1e6:.1f} MB ({per_layer / 1e6:.1f} MB per layer of attention, fp16). The app "
+                   f"opens exports up to {state.MAX_EXPORT_MB} MB.")
+        if too_big:
+            st.warning(f"{size / 1e6:.0f} MB is more than the {state.MAX_EXPORT_MB} MB the app can open again: "
+                       "include fewer layers, or leave out the hidden states.")
+        st.button("Prepare the export", key="doc_export_prepare", disabled=too_big or not layers,
                   on_click=lambda: ss.update(_doc_export_requested=True))
-        if ss.pop("_doc_export_requested", False):
-            res = cache.run_document()
-            if res is not None:
-                ss["_doc_export"] = res.to_bytes(layers=layers)
-                ss["_doc_export_layers"] = list(layers)
+        if ss.pop("_doc_export_requested", False) and not too_big:
+            ss["_doc_export"] = res.to_bytes(layers=layers, hidden_states=hidden, dtype=torch.float16)
+            ss["_doc_export_layers"] = list(layers)
         if ss.get("_doc_export"):
-            size = len(ss["_doc_export"]) / 1e6
-            st.download_button(f"Download ({size:.1f} MB, layers {ss['_doc_export_layers']})", ss["_doc_export"],
-                               "lfviz_run.safetensors", "application/octet-stream", key="doc_export_download")
-            st.caption("Open it again in Python with `lfviz.load_result('lfviz_run.safetensors')`.")
+            st.download_button(f"Download ({len(ss['_doc_export']) / 1e6:.1f} MB, layers {ss['_doc_export_layers']})",
+                               ss["_doc_export"], "lfviz_run.safetensors", "application/octet-stream",
+                               key="doc_export_download")
+            st.caption("Open it again here ('Open an export' below) or in Python with "
+                       "`lfviz.load_result('lfviz_run.safetensors')`.")
 
 
 def _use_export():
+    """Adopt an opened export: its document, configuration, queries, question, a layer it holds, and its model
+    when the app can open it; pages then show the saved run as it was saved (cache.run_document)."""
     ss = st.session_state
-    info = ss["_import"]
-    ss.update(document=info["text"], sample="custom", window=info["config"]["window"],
-              dilation=info["config"]["dilation"], **{"global": info["config"]["global"]})
-    if info["model"] in state.MODEL_CHOICES:
-        ss["model"] = info["model"]
+    res = ss["_import_run"]
+    fields = config_to_text(res.config)
+    ss.update(document=res.text, sample="custom", window=fields["window"], dilation=fields["dilation"],
+              queries=list(res.queries), question=res.question, **{"global": fields["global"]})
+    if res.capture.captured_layers and ss["layer"] not in res.capture.captured_layers:
+        ss["layer"] = res.capture.captured_layers[0]
+    if res.model_id in state.MODEL_CHOICES:
+        ss["model"] = res.model_id
+    ss.pop("_global_anchor", None)  # the export's positions are for its own text: nothing to carry over
+    cache.show_saved_run(res)
+
+
+def describe_config(fields: dict[str, str]) -> str:
+    """The configuration in words: "window 512 (two-sided), dilation 1, global tokens 0, 5"."""
+    return (f"window {fields['window']} (two-sided), dilation {fields['dilation']}, global tokens "
+            f"{fields['global'] or 'none'}")
 
 
 def import_panel() -> None:
-    """Open an lfviz export: what it holds, how it differs from the current view, and adopting it."""
+    """Open an lfviz export: what it holds, how it differs from the current view, and showing it as saved."""
     ss = st.session_state
     with st.expander("Open an export (.safetensors made by lfviz)"):
         exported = st.file_uploader("lfviz export", type=["safetensors"], key="doc_import",
                                     max_upload_size=state.MAX_EXPORT_MB)
         if exported is not None and ss.get("_imported") != exported.file_id:
             ss["_imported"] = exported.file_id
-            ss.pop("_import", None)
+            ss.pop("_import_run", None)
             try:
-                res = load_result(exported.getvalue())
+                ss["_import_run"] = load_result(exported.getvalue())
             except ValueError as e:
                 st.error(f"{e}. Your current document and settings are kept.")
-            else:
-                ss["_import"] = {"model": res.model_id, "config": config_to_text(res.config), "text": res.text,
-                                 "tokens": res.n, "layers": res.capture.captured_layers}
-        info = ss.get("_import")
-        if not info:
+        res = ss.get("_import_run")
+        if res is None:
             return
-        st.write(f"Made with **{info['model']}** on {info['tokens']:,} tokens; layers captured "
-                 f"{info['layers']}; configuration {info['config']}.")
-        differences = export_differences(info, ss["model"], {k: ss[k] for k in ("window", "dilation", "global")})
+        fields = config_to_text(res.config)
+        st.markdown(f"Made with **{res.model_id}** on {res.n:,} tokens: {describe_config(fields)}; layers captured "
+                    f"{', '.join(map(str, res.capture.captured_layers)) or 'none'}"
+                    + (f"; queries: {', '.join(res.queries)}" if res.queries else "")
+                    + (f"; question: {res.question}" if res.question else "") + ".")
+        differences = export_differences({"model": res.model_id, "config": fields}, ss["model"],
+                                         {k: ss[k] for k in ("window", "dilation", "global")})
         if differences:
             st.warning("This export differs from the current view: " + "; ".join(differences) + ".")
-        if info["model"] not in state.MODEL_CHOICES and info["model"] != ss["model"]:
-            st.caption(f"{info['model']} cannot be opened from here: load it above to reproduce the export "
+        if res.model_id not in state.MODEL_CHOICES and res.model_id != ss["model"]:
+            st.caption(f"{res.model_id} cannot be opened from here: load it above to reproduce the export "
                        "exactly; its document and configuration still work with the current model.")
-        if info["text"] is None:
+        if res.text is None:
             st.info("This export was made from token ids, not text: there is no document to reopen.")
         else:
-            st.button("Use its document and configuration", key="doc_import_use", on_click=_use_export)
+            st.button("Show this saved run", key="doc_import_use", on_click=_use_export,
+                      help="Adopts its document, configuration, queries and question; the pages show the saved "
+                           "attention and predictions without running the model.")

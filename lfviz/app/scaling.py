@@ -69,6 +69,20 @@ def measure(runner, config, lengths, methods, repeats: int, device: str) -> None
     bar.empty()
 
 
+def crossover_text(cross: dict) -> str:
+    """Why lfviz can be slower than dense attention on short texts, and where the measured curves cross."""
+    why = ("lfviz's kernel pays constant costs per layer that dense attention does not (its blocks and chunks, "
+           "the global rows computed apart, more small operations), while at short lengths attention is a small "
+           "share of the work and dense attention's n² is still cheap; n² wins in the end.")
+    if cross["tokens"]:
+        return f"lfviz is faster than full attention from about {cross['tokens']:,} tokens (dotted line). Below: {why}"
+    if cross["below"] is False:
+        return f"lfviz was slower than full attention at every length measured: {why} Measure longer lengths to see the curves cross."
+    if cross["below"] is True:
+        return "lfviz was faster than full attention at every length measured."
+    return "Measure both lfviz and full attention to compare them."
+
+
 def results(runner, res: dict) -> None:
     """Time and memory plots, growth exponents, and the table of the last measurement."""
     ss = st.session_state
@@ -80,7 +94,9 @@ def results(runner, res: dict) -> None:
     rows = res["rows"]
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(time_figure(rows), key="scaling_time_chart")
+        cross = scaling.crossover(rows)
+        st.plotly_chart(time_figure(rows, cross["tokens"]), key="scaling_time_chart")
+        st.caption(crossover_text(cross))
         growth = scaling.growth_exponents(rows)
         if growth:
             st.caption("Growth over the three longest lengths (time ~ n^k, log-log slope): "

@@ -33,9 +33,14 @@ def _log_layout(fig: go.Figure, title: str, y_title: str, tokens) -> go.Figure:
     return fig
 
 
-def time_figure(rows: list[dict]) -> go.Figure:
-    """Seconds per forward pass vs tokens, one line per method (log-log)."""
+def time_figure(rows: list[dict], crossover_tokens: float | None = None) -> go.Figure:
+    """Seconds per forward pass vs tokens, one line per method (log-log); a dotted vertical line where lfviz
+    starts to beat full attention (`analysis.scaling.crossover`), when the measured curves cross."""
     fig = go.Figure()
+    if crossover_tokens:
+        fig.add_vline(x=crossover_tokens, line_dash="dot", line_color="#555555",
+                      annotation_text=f"lfviz faster from ~{int(crossover_tokens):,} tokens",
+                      annotation_position="top left")
     for label, (key, xs, ys, notes) in _series(rows, "seconds").items():
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label,
                                  line=dict(color=COLORS.get(key, OTHER)), customdata=notes,

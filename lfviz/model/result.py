@@ -21,7 +21,8 @@ FORMAT = "lfviz-run/1"
 class RunResult:
     """tokens/input_ids: the n tokens the model saw; last_hidden_state: (n, D) on the CPU;
     capture: per-layer attention (empty when capture was off); hidden_states: embeddings + one (n, D) per layer,
-    when asked for; offsets: (start, end) character span of each token in the text ((0, 0) for special tokens)."""
+    when asked for; offsets: (start, end) character span of each token in the text ((0, 0) for special tokens);
+    queries, question: what the run was asked (similarity queries, a QA question)."""
 
     tokens: list[str]
     input_ids: list[int]
@@ -34,48 +35,62 @@ class RunResult:
     hidden_states: tuple[torch.Tensor, ...] | None = None
     offsets: list[tuple[int, int]] | None = None
     text: str | None = None
+    queries: list[str] = field(default_factory=list)
+    question: str | None = None
 
     @property
     def n(self) -> int:
         return len(self.input_ids)
 
-    def save(self, path: str | Path, layers=None) -> Path:
-        """Write tensors + metadata (config, model id, tokens, predictions) to one .safetensors file.
-        layers: export only these captured layers (None: all)."""
+    def save(self, path: str | Path, layers=None, hidden_states: bool = True, dtype: torch.dtype | None = None
+             ) -> Path:
+        """Write tensors + metadata (config, model id, tokens, predictions, queries, question) to one .safetensors
+        file. layers: export only these captured layers (None: all); hidden_states: include them; dtype: store
+        captured attention and hidden states in this dtype (e.g. torch.float16 halves fp32 ones; None keeps
+        them as they are, an exact round trip)."""
         path = Path(path)
-        tensors, meta = self._payload(layers)
+        tensors, meta = self._payload(layers, hidden_states, dtype)
         save_file(tensors, str(path), metadata=meta)
         return path
 
-    def to_bytes(self, layers=None) -> bytes:
+    def to_bytes(self, layers=None, hidden_states: bool = True, dtype: torch.dtype | None = None) -> bytes:
         """The same .safetensors content as `save`, in memory (for a download button)."""
-        tensors, meta = self._payload(layers)
+        tensors, meta = self._payload(layers, hidden_states, dtype)
         return save(tensors, metadata=meta)
 
-    def export_size(self, layers=None) -> int:
-        """Bytes of captured attention that an export of `layers` holds (the bulk of the file)."""
+    def export_size(self, layers=None, hidden_states: bool = True, dtype: torch.dtype | None = None) -> int:
+        """Bytes of the tensors an export holds (captured attention, hidden states, ids): the file is this plus
+        a header of tokens and metadata (a few hundred kB at most)."""
         chosen = self.capture.captured_layers if layers is None else layers
-        return sum(t.numel() * t.element_size() for l in chosen if l in self.capture.layers
-                   for t in (self.capture.band(l), self.capture.to_global(l), self.capture.from_global(l)))
+        size = lambda t: t.numel() * (torch.finfo(dtype).bits // 8 if dtype is not None and t.is_floating_point()
+                                      else t.element_size())
+        total = sum(size(t) for l in chosen if l in self.capture.layers
+                    for t in (self.capture.band(l), self.capture.to_global(l), self.capture.from_global(l)))
+        states = list(self.hidden_states or ()) if hidden_states else []
+        return total + sum(size(h) for h in states + [self.last_hidden_state]) + 8 * self.n
 
-    def _payload(self, layers=None) -> tuple[dict, dict]:
+    def _payload(self, layers=None, hidden_states: bool = True, dtype: torch.dtype | None = None
+                 ) -> tuple[dict, dict]:
+        cast = (lambda t: t.detach().cpu().to(dtype).contiguous()) if dtype is not None else \
+            (lambda t: t.detach().cpu().contiguous())
         tensors = {"input_ids": torch.tensor(self.input_ids, dtype=torch.long),
-                   "last_hidden_state": self.last_hidden_state.detach().cpu().clone()}  # may share storage with hidden_states[-1]
+                   "last_hidden_state": cast(self.last_hidden_state).clone()}  # may share storage with hidden_states[-1]
         layer_meta = {}
         for l, w in self.capture.layers.items():
             if layers is not None and l not in layers:
                 continue
-            tensors[f"layer.{l}.band"] = w.band.detach().cpu().contiguous()
-            tensors[f"layer.{l}.to_global"] = w.to_global.detach().cpu().contiguous()
-            tensors[f"layer.{l}.from_global"] = w.from_global.detach().cpu().contiguous()
+            tensors[f"layer.{l}.band"] = cast(w.band)
+            tensors[f"layer.{l}.to_global"] = cast(w.to_global)
+            tensors[f"layer.{l}.from_global"] = cast(w.from_global)
             layer_meta[str(l)] = {"dilation": list(w.dilation), "global_tokens": list(w.global_tokens)}
-        for i, h in enumerate(self.hidden_states or ()):
-            tensors[f"hidden_states.{i}"] = h.detach().cpu().contiguous()
+        for i, h in enumerate((self.hidden_states or ()) if hidden_states else ()):
+            tensors[f"hidden_states.{i}"] = cast(h)
         meta = {
             "format": FORMAT, "model_id": self.model_id, "config": json.dumps(self.config.to_dict()),
             "tokens": json.dumps(self.tokens), "predictions": json.dumps(self.predictions.to_dict()),
             "warnings": json.dumps(self.warnings), "layers": json.dumps(layer_meta),
             "offsets": json.dumps(self.offsets), "text": json.dumps(self.text),
+            "queries": json.dumps(list(self.queries)), "question": json.dumps(self.question),
         }
         return tensors, meta
 
@@ -119,6 +134,7 @@ def load_result(path: str | Path | bytes) -> RunResult:
             hidden_states=tuple(tensors[f"hidden_states.{i}"] for i in range(n_hidden)) or None,
             offsets=[tuple(o) for o in offsets] if offsets is not None else None,
             text=json.loads(meta.get("text", "null")),
+            queries=json.loads(meta.get("queries", "[]")), question=json.loads(meta.get("question", "null")),
         )
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is an incomplete or damaged lfviz export (missing {e}); export the run again") from e

@@ -152,7 +152,8 @@ class Runner:
             predictions = self._predict(out.last_hidden_state, t, queries, top_k)
         hs = tuple(h.float().cpu() for h in out.hidden_states) if out.hidden_states is not None else None
         return RunResult(t.tokens, t.input_ids, out.last_hidden_state.float().cpu(), captured, predictions, config,
-                         self.model_id, list(t.warnings), hs, t.offsets, text)
+                         self.model_id, list(t.warnings), hs, t.offsets, text,
+                         [q for q in (queries or ()) if isinstance(q, str) and q.strip()], question)
 
     def warm_up(self, tokens: int = 1024) -> None:
         """Run one input of `tokens` tokens (default configuration, first token global, capture on), so that

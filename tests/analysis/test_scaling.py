@@ -180,3 +180,21 @@ def test_measure_on_cuda_reports_allocated_memory():
     rows = scaling.measure(runner, [256, 512], ["lfviz", "full", "hf"], AttentionConfig(window=64))
     assert all(r["seconds"] > 0 and r["memory_mb"] > 0 for r in rows), rows
     assert "GPU" in peak_memory.memory_meaning(runner.device)
+
+
+def test_crossover_where_lfviz_starts_to_beat_full_attention():
+    def rows(pairs):
+        return [dict(key=k, method=scaling.METHODS[k], tokens=n, seconds=t) for n, a, b in pairs
+                for k, t in (("lfviz", a), ("full", b))]
+
+    measured = rows([(256, 0.2, 0.1), (1024, 0.4, 0.3), (2048, 0.6, 0.9), (4096, 1.1, 3.5)])
+    cross = scaling.crossover(measured)
+    assert 1024 < cross["tokens"] < 2048 and cross["below"] is None
+    # log-log interpolation: ratio 4/3 at 1024 and 2/3 at 2048 cross at 1024 * 2 ** (log(4/3) / log(2))
+    assert cross["tokens"] == round(1024 * 2 ** (math.log(4 / 3) / math.log(2)))
+    assert scaling.crossover(rows([(256, 0.1, 0.2), (512, 0.2, 0.5)])) == {"tokens": None, "below": True}
+    assert scaling.crossover(rows([(256, 0.3, 0.2), (512, 0.6, 0.5)])) == {"tokens": None, "below": False}
+    assert scaling.crossover([]) == {"tokens": None, "below": None}
+    fig = time_figure(measured, cross["tokens"])
+    assert fig.layout.shapes[0].x0 == cross["tokens"] and "lfviz faster from ~1,365 tokens" in fig.layout.annotations[0].text
+    assert not time_figure(measured).layout.shapes

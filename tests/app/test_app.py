@@ -79,6 +79,7 @@ def test_export_a_run_from_the_document_page(tmp_path):
     at = new_app()
     at.session_state["document"] = "A short text to export. Global tokens see everything."
     at.session_state["sample"] = "custom"
+    at.session_state["doc_export_box"] = True
     at.run()
     at.multiselect(key="doc_export_layers").set_value([0, 2])
     at.button(key="doc_export_prepare").click().run()

@@ -105,3 +105,53 @@ def test_unknown_characters_and_truncation_are_explained():
     warning = next(w.value for w in at.warning if "Truncated" in w.value)
     assert "9,002 tokens" in warning and "4,096" in warning
     assert any("16,384 tokens" in i.value for i in at.info)
+
+
+def test_exports_show_their_size_first_and_never_exceed_what_the_app_opens(monkeypatch):
+    from lfviz.app import state
+
+    at = new_app().run()
+    assert not any(c.value.startswith("About ") for c in at.caption)  # closed: nothing run for it
+    at.session_state["doc_export_box"] = True
+    at.run()
+    box = next(c.value for c in at.caption if c.value.startswith("About "))
+    assert "MB per layer of attention" in box and f"up to {state.MAX_EXPORT_MB} MB" in box
+    at.multiselect(key="doc_export_layers").set_value([0, 1, 2, 3, 4, 5])
+    at.checkbox(key="doc_export_hidden").check().run()
+    monkeypatch.setattr(state, "MAX_EXPORT_MB", 60)  # one layer of the default document is ~48 MB in fp16
+    at.run()
+    assert any("more than the 60 MB the app can open" in w.value for w in at.warning)
+    assert at.button(key="doc_export_prepare").disabled
+    at.multiselect(key="doc_export_layers").set_value([0]).run()
+    at.checkbox(key="doc_export_hidden").uncheck().run()
+    assert not at.button(key="doc_export_prepare").disabled
+    at.button(key="doc_export_prepare").click().run()
+    assert len(at.session_state["_doc_export"]) < 60e6
+
+
+def test_an_opened_export_is_shown_as_saved_without_running_the_model(monkeypatch):
+    import lfviz
+    import lfviz.model.runner
+
+    runner = lfviz.load_runner("embedded", device="cpu")
+    text = "An exported document about sliding windows and global tokens, with a question."
+    saved = lfviz.load_result(runner.run(text, config=lfviz.AttentionConfig(window=32, global_tokens=(0, 3)),
+                                         capture_layers=[2], queries=["windows"], question="What slides?",
+                                         capture_dtype=torch.float16).to_bytes())
+    at = new_app().run()
+    at.session_state["_import_run"] = saved
+    at.run()
+    assert any("window 32 (two-sided), dilation 1, global tokens 0, 3" in m.value for m in at.markdown)
+    at.button(key="doc_import_use").click().run()
+    ss = at.session_state
+    assert (ss["document"], ss["window"], ss["global"], ss["queries"], ss["question"], ss["layer"]) == \
+        (text, "32", "0, 3", ["windows"], "What slides?", 2)
+
+    def no_model(*a, **k):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(lfviz.model.runner.Runner, "run", no_model)
+    at.switch_page("pages/attention.py").run()
+    assert not at.exception and not at.error
+    assert any("Showing the saved run from the export" in c.value for c in at.caption)
+    assert "Layer 2, head 0" in at.markdown[0].value

@@ -292,6 +292,9 @@ def test_open_an_export_with_another_configuration(browser_page, tmp_path):
     window = page.locator('[data-testid="stSidebar"] input[aria-label^="Window"]')
     assert window.input_value() == "32"
     assert area.input_value() == text
+    goto(page, "Attention")  # the saved attention, as saved: no model run, its layer picked
+    assert page.get_by_text("Showing the saved run from the export", exact=False).count() == 1
+    assert page.get_by_text("Layer 1, head", exact=False).count() >= 1
     assert not exceptions(page)
 
 

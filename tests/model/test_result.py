@@ -66,3 +66,16 @@ def test_load_from_bytes(embedded):
     assert back.tokens == res.tokens and torch.equal(back.capture.band(0), res.capture.band(0))
     with pytest.raises(ValueError, match="not a readable"):
         lfviz.load_result(b"garbage")
+
+
+def test_export_size_is_known_before_preparing_and_options_shrink_it(embedded):
+    res = embedded.run(DOC, queries=["fees"], question="What is due?", output_hidden_states=True)
+    full = res.to_bytes()
+    assert 0 < len(full) - res.export_size() < 300_000  # the estimate misses only the header
+    small = res.to_bytes(layers=[2], hidden_states=False, dtype=torch.float16)
+    assert 0 < len(small) - res.export_size([2], hidden_states=False, dtype=torch.float16) < 300_000
+    assert len(small) < len(full) / 5
+    back = lfviz.load_result(small)
+    assert back.queries == ["fees"] and back.question == "What is due?" and back.hidden_states is None
+    assert back.capture.band(2).dtype == torch.float16 and back.capture.captured_layers == [2]
+    torch.testing.assert_close(back.capture.band(2).float(), res.capture.band(2), atol=1e-3, rtol=0)
