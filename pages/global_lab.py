@@ -6,7 +6,7 @@ from lfviz.app import cache, lab, routing
 routing.ensure_app_routing()
 ss = st.session_state
 st.title("Global-token lab")
-st.caption("Click tokens (or drag a box) to make them global or local again; use presets; change window and "
+st.caption("Click a token, or drag a box over several, to make them global or local again; use presets; change window and "
            "dilation per layer. The variant is the sidebar's configuration, compared with a baseline you choose.")
 
 runner, cfg = cache.current_runner(), cache.current_config()

@@ -21,22 +21,22 @@ if not res.capture:
     st.error("This run has no captured attention; open the Document page and run the document again.")
     st.stop()
 doc = state.document_key()
-mode, start, length, layers = head_view.span_controls(res, doc)
-if not layers:
-    st.info("Pick at least one layer to draw.")
+mode, start, length, layers, heads = head_view.span_controls(res, doc)
+if not layers or not heads:
+    st.info("Pick at least one layer and one head to draw.")
     st.stop()
 first_layer = int(ss["layer"]) if int(ss["layer"]) in layers else layers[0]  # the sidebar's, when shown
 
 run_key = json.dumps([res.model_id, doc, res.config.to_dict(), ss.get("question"), list(ss.get("queries", ()))])
 with st.spinner(f"Building the {mode} view of {length} tokens..."):
-    html, mass, heads = head_view.view(res, run_key, start, length, tuple(layers), mode, first_layer)
+    html, mass, drawn = head_view.view(res, run_key, start, length, tuple(layers), mode, first_layer, tuple(heads))
 
 end = start + length - 1
 in_span = [g for g in res.config.global_tokens if start <= g <= end]
-st.markdown(f"**Tokens {start}-{end}** of {res.n:,} - {len(layers)} layer(s) x {heads} heads - global tokens in "
+st.markdown(f"**Tokens {start}-{end}** of {res.n:,} - {len(layers)} layer(s) x {drawn} head(s) - global tokens in "
             f"the span (marked {headview.GLOBAL_MARK}): {', '.join(map(str, in_span)) or 'none'}")
 # st.iframe (Streamlit >= 1.56) replaces components.v1.html, deprecated for removal after 2026-06-01; it scrolls.
-st.iframe(html, height=headview.view_height(length, mode, len(layers), heads))
+st.iframe(html, height=headview.view_height(length, mode, len(layers), drawn))  # sized to its content
 st.caption(f"Weights to keys outside the span are not shown and rows are not renormalised, so a row may sum to "
            f"less than 1: on average a row keeps {min(mass):.0%} to {max(mass):.0%} of its weight inside this "
            f"span, depending on the layer. "

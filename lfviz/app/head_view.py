@@ -8,9 +8,10 @@ from ..figures import headview
 DEFAULT_SPAN = 64  # tokens: about 2 MB of inlined weights for 6 layers x 12 heads
 
 
-def span_controls(res, doc_key: str) -> tuple[str, int, int, list[int]]:
-    """The view mode, span start and length, and the layers to draw. A new document starts the span just
-    before its first global token. Returns (mode, start, length, sorted layers; empty if none picked)."""
+def span_controls(res, doc_key: str) -> tuple[str, int, int, list[int], list[int]]:
+    """The view mode, span start and length, the layers and the heads to draw. A new document starts the span
+    just before its first global token; the heads start as the sidebar's head alone (twelve overlaid heads make
+    faint lines). Returns (mode, start, length, sorted layers, sorted heads; either empty if none picked)."""
     ss = st.session_state
     n, captured = res.n, res.capture.captured_layers
     max_len = min(headview.MAX_SPAN, n)
@@ -33,16 +34,24 @@ def span_controls(res, doc_key: str) -> tuple[str, int, int, list[int]]:
         start = 0
         right.caption(f"The whole document ({n} tokens) fits in the span.")
     ss["headview_layers"] = [l for l in ss.get("headview_layers", captured) if l in captured]  # another model
-    layers = st.multiselect("Layers", captured, key="headview_layers",
+    H = res.capture.weights(captured[0]).band.shape[0]
+    ss.setdefault("headview_heads", [min(int(ss.get("head", 0)), H - 1)])
+    ss["headview_heads"] = [h for h in ss["headview_heads"] if h < H]  # another model: fewer heads
+    c1, c2 = st.columns(2)
+    layers = c1.multiselect("Layers", captured, key="headview_layers",
                             help="Fewer layers make the page lighter (and the model view shorter).")
-    return mode, int(start), int(length), sorted(layers)
+    heads = c2.multiselect("Heads", list(range(H)), key="headview_heads",
+                           help="Heads drawn (each its own colour). Fewer heads make each line easier to follow.")
+    return mode, int(start), int(length), sorted(layers), sorted(heads)
 
 
 @st.cache_data(max_entries=6, show_spinner=False)
-def view(_res, run_key: str, start: int, length: int, layers: tuple[int, ...], mode: str, layer: int):
-    """(HTML, mean row mass kept in the span per layer, heads) of the span; cached, the span is redrawn on every
-    rerun."""
+def view(_res, run_key: str, start: int, length: int, layers: tuple[int, ...], mode: str, layer: int,
+         heads: tuple[int, ...]):
+    """(HTML, mean row mass kept in the span per layer, heads drawn) of the span; cached, the span is redrawn on
+    every rerun."""
     att = headview.span_attention(_res.capture, start, length, layers)  # L x (H, N, N)
     tokens = headview.span_tokens(_res.tokens, start, length, _res.config.global_tokens)
-    html = headview.head_view_html(att, tokens, mode, layer_labels=layers, layer=layer if mode == "head" else None)
-    return html, headview.row_mass(att).tolist(), int(att[0].shape[0])
+    html = headview.head_view_html(att, tokens, mode, layer_labels=layers, layer=layer if mode == "head" else None,
+                                   heads=heads)
+    return html, headview.row_mass(att).tolist(), len(heads)

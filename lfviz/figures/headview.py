@@ -75,8 +75,12 @@ def default_start(n: int, length: int, global_tokens: Sequence[int] = ()) -> int
     return max(0, min(first - length // 4, n - length))
 
 
-def view_height(n_tokens: int, mode: str = "head", n_layers: int = 1, n_heads: int = 12, cap: int = 900) -> int:
-    """Pixel height of the iframe: bertviz's own layout arithmetic (head_view.js, model_view.js), capped."""
+MAX_HEIGHT = 12000  # px; the page scrolls, not the frame: a frame shorter than its content hides tokens and layers
+
+
+def view_height(n_tokens: int, mode: str = "head", n_layers: int = 1, n_heads: int = 12, cap: int = MAX_HEIGHT) -> int:
+    """Pixel height of the iframe, sized to its content by bertviz's own layout arithmetic (head_view.js,
+    model_view.js: a model view's thumbnails are 7 * 12 / heads px per token); n_heads: heads drawn."""
     if mode == "head":
         content = 30 + n_tokens * 22.5 + 30  # layer selector, TEXT_TOP, BOXHEIGHT per token
     else:
@@ -88,11 +92,13 @@ def view_height(n_tokens: int, mode: str = "head", n_layers: int = 1, n_heads: i
 # -- HTML ------------------------------------------------------------------------------------------------------
 def head_view_html(attention: Sequence[torch.Tensor | np.ndarray], tokens: Sequence[str], mode: str = "head", *,
                    layer_labels: Sequence[int] | None = None, layer: int | None = None,
-                   decimals: int = 3) -> str:
+                   heads: Sequence[int] | None = None, decimals: int = 3) -> str:
     """Self-contained HTML of bertviz's head view (mode="head") or model view (mode="model").
 
     attention: one (H, N, N) array per layer (rows: queries, columns: keys); tokens: the N labels;
-    layer_labels: the layer numbers to show (default 0..L-1); layer: the head view's initial layer (a label).
+    layer_labels: the layer numbers to show (default 0..L-1); layer: the head view's initial layer (a label);
+    heads: the heads to draw (default all): the head view keeps every head's colour and shows these (the others
+    one click away); the model view draws only these, labelled with their own numbers.
     """
     from bertviz import head_view, model_view  # imports IPython; only needed here
 
@@ -112,6 +118,12 @@ def head_view_html(attention: Sequence[torch.Tensor | np.ndarray], tokens: Seque
     if layer is not None and layer not in labels:
         raise ValueError(f"initial layer {layer} is not among the layers shown {labels}")
 
+    H = arrays[0].shape[0]
+    heads = list(range(H)) if heads is None else sorted({int(h) for h in heads})
+    if not heads or not all(0 <= h < H for h in heads):
+        raise ValueError(f"heads must be a non-empty list of head indices in 0..{H - 1}, got {heads}")
+    if mode == "model":
+        arrays = [a[heads] for a in arrays]
     tensors = [torch.from_numpy(a)[None] for a in arrays]  # (1, H, N, N) each, as bertviz wants
     if mode == "head":
         raw = head_view(tensors, list(tokens), html_action="return").data
@@ -120,7 +132,9 @@ def head_view_html(attention: Sequence[torch.Tensor | np.ndarray], tokens: Seque
     params, template = _take_params(raw)
     params["include_layers"] = labels  # bertviz uses these only as labels (and for the initial layer)
     if mode == "head":
-        params["layer"] = layer
+        params["layer"], params["heads"] = layer, heads
+    else:
+        params["include_heads"] = heads  # labels of the thumbnails
     for d in params["attention"]:
         d["attn"] = _compact(d["attn"])
     return _offline(template.replace(_PARAMS_LINE, _PARAMS_LINE.replace(_MARKER, safe_json(params)), 1))

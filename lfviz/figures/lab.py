@@ -22,11 +22,23 @@ def token_strip(tokens: list[str], scores, global_tokens, title: str) -> go.Figu
                                     cmax=1, size=6 + 5 * is_global),
                         text=tokens, customdata=np.arange(n),
                         hovertemplate="%{customdata}: %{text}<br>score %{y:.3f}<extra></extra>", name="tokens"))
-    # clickmode/dragmode left unset: Streamlit then makes a click select one point (box select stays in the
-    # modebar); a figure-level dragmode "select" would turn single clicks off.
     fig.update_layout(title=title, xaxis_title="token position", yaxis_title="score", height=320,
                       margin=dict(l=40, r=10, t=50, b=40), showlegend=False)
-    return fig
+    return drag_selects(fig)
+
+
+def drag_selects(fig: go.Figure) -> go.Figure:
+    """The figure with a plain drag drawing a selection box while a click still selects one point.
+
+    Streamlit's chart (1.67) turns click selection off whenever layout.dragmode is exactly "select", and sets
+    "pan" when no dragmode is given. Plotly.js falls back to the template's dragmode when layout.dragmode is not
+    a mode it knows: so "select" goes in the template and layout.dragmode gets a placeholder that Plotly.js
+    ignores and Streamlit's check does not match. plotly.py would refuse the placeholder, hence the unvalidated
+    copy. tests/browser/test_browser.py clicks and drags the lab's strip in Chromium to keep this honest."""
+    fig.update_layout(template=dict(layout=dict(dragmode="select")))
+    spec = fig.to_dict()
+    spec["layout"]["dragmode"] = "box"  # not a Plotly.js dragmode: the template's "select" applies
+    return go.Figure(spec, _validate=False)
 
 
 def prediction_bars(diff_rows: list[dict], top: int = 10) -> go.Figure:

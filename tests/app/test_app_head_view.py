@@ -36,6 +36,7 @@ def test_span_widgets_change_the_view():
     first = tokens_of(params)
     assert len(first) == 64 and first[0] == "★[CLS]"  # token 0 is the sidebar's default global token
     assert params["include_layers"] == list(range(6)) and len(params["attention"][0]["attn"][0]) == 12
+    assert params["heads"] == [0]  # the sidebar's head is drawn; the other eleven keep their colours, a click away
     assert not re.search(r"<script[^>]*\ssrc\s*=", html) and "cdnjs" not in html
     assert any("rows are not renormalised" in c.value for c in at.caption)
 
@@ -57,11 +58,14 @@ def test_span_widgets_change_the_view():
     at.radio(key="headview_mode").set_value("model").run()
     assert not at.exception
     model = shown(at)[0]
-    assert model["display_mode"] == "light" and model["total_heads"] == 12 and tokens_of(model) == moved[:16]
+    assert model["display_mode"] == "light" and model["total_heads"] == 1 and tokens_of(model) == moved[:16]
+    at.multiselect(key="headview_heads").set_value([3, 7, 11]).run()
+    model, html = shown(at)
+    assert model["include_heads"] == [3, 7, 11] and len(model["attention"][0]["attn"][0]) == 3
 
     at.multiselect(key="headview_layers").set_value([]).run()
     assert not at.exception and not at.get("iframe")
-    assert any("at least one layer" in i.value for i in at.info)
+    assert any("at least one layer and one head" in i.value for i in at.info)
 
 
 def test_span_starts_at_the_first_global_token():

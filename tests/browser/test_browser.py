@@ -217,6 +217,18 @@ def test_click_a_token_to_make_it_global(browser_page):
     after = chart_data(page)
     assert after != before  # the predictions (and the strip) changed
     page.screenshot(path=str(SHOTS / "global_lab_clicked.png"), full_page=True)
+    # a plain drag (no toolbar first) draws a box and toggles every token inside it
+    area_box = page.locator(".st-key-lab_strip .nsewdrag").first.bounding_box()
+    x0, x1 = area_box["x"] + 0.25 * area_box["width"], area_box["x"] + 0.45 * area_box["width"]
+    page.mouse.move(x0, area_box["y"] + 3)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, area_box["y"] + area_box["height"] / 2, steps=8)
+    page.mouse.move(x1, area_box["y"] + area_box["height"] - 3, steps=8)
+    page.mouse.up()
+    wait_idle(page)
+    listed = page.get_by_text("Global tokens (", exact=False).first.inner_text()
+    count = int(listed.split("(")[1].split(")")[0])
+    assert count > 5, listed  # far more than the two from before: the box selected a run of tokens
     assert not exceptions(page)
     assert dialogs == [], f"a dialog fired: {dialogs}"
     assert outside == []

@@ -161,7 +161,9 @@ def test_span_helpers():
     assert headview.default_start(1000, 64, (500, 40)) == 40 - 16
     assert headview.default_start(100, 64, (90,)) == 36  # clamped so the span fits
     assert headview.view_height(8, "head") < headview.view_height(16, "head") < headview.view_height(128, "head")
-    assert headview.view_height(128, "head") == headview.view_height(128, "model", 6, 12) == 900
+    assert headview.view_height(64, "head") == 30 + 64 * 22.5 + 30 + 40  # every token in view: no inner scrolling
+    assert headview.view_height(64, "model", 6, 12) == int(6 * (64 * 7 + 10) + 38 + 40)  # all six layers
+    assert headview.view_height(64, "model", 6, 3) > headview.view_height(64, "model", 6, 12)  # fewer, larger heads
 
 
 # -- a real browser ----------------------------------------------------------------------------------------------
