@@ -36,9 +36,9 @@ def drag_selects(fig: go.Figure) -> go.Figure:
     ignores and Streamlit's check does not match. plotly.py would refuse the placeholder, hence the unvalidated
     copy. tests/browser/test_browser.py clicks and drags the lab's strip in Chromium to keep this honest."""
     fig.update_layout(template=dict(layout=dict(dragmode="select")))
-    spec = fig.to_dict()
-    spec["layout"]["dragmode"] = "box"  # not a Plotly.js dragmode: the template's "select" applies
-    return go.Figure(spec, _validate=False)
+    layout = fig.layout.to_plotly_json()  # small: the arrays stay in the traces
+    layout["dragmode"] = "box"  # not a Plotly.js dragmode: the template's "select" applies
+    return go.Figure(data=fig.data, layout=layout, _validate=False)
 
 
 def prediction_bars(diff_rows: list[dict], top: int = 10) -> go.Figure:

@@ -299,7 +299,7 @@ def test_open_an_export_with_another_configuration(browser_page, tmp_path):
     uploader.set_input_files(str(good))
     wait_idle(page)
     assert page.get_by_text("This export differs from the current view", exact=False).count() == 1
-    page.locator(".st-key-doc_import_use button").click()
+    page.get_by_role("button", name="Show this saved run").click()
     wait_idle(page)
     window = page.locator('[data-testid="stSidebar"] input[aria-label^="Window"]')
     assert window.input_value() == "32"
