@@ -16,6 +16,7 @@ from ..figures import lab as figs
 from ..model.predictions import diff_predictions
 from ..textspec import format_dilation, format_positions, format_window, layer_settings_text
 from . import state
+from .token_text import token_text
 
 
 BASELINES = {
@@ -96,6 +97,9 @@ def global_token_picker(runner, variant, cfg: AttentionConfig) -> None:
         ss["_lab_picked"] = picked
         state.request(**{"global": format_positions(presets.toggle(cfg.global_tokens, picked))})
 
+    with st.expander("Pick tokens in the text (click a word; global ones in red)", key="lab_text_box",
+                     expanded=bool(ss.get("lab_text_box", False))):
+        token_text(variant, cfg.global_tokens)
     c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
     c1.selectbox("Preset", presets.PRESETS, key="lab_preset")
     c2.number_input("k", 1, 4096, 256, key="lab_k")

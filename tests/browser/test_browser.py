@@ -234,6 +234,38 @@ def test_click_a_token_to_make_it_global(browser_page):
     assert outside == []
 
 
+def test_pick_tokens_in_the_text(browser_page):
+    """The lab's text view: the document reads as text, a click on a word makes it global (highlighted), a
+    second click makes it local again; the search underlines matches. The hostile text stays text."""
+    page, outside, dialogs, _ = browser_page
+    area, _ = document_text(page)
+    area.fill("The tenant pays rent monthly. " + HOSTILE + " Termination needs notice.")
+    area.press("Control+Enter")
+    wait_idle(page)
+    goto(page, "Global-token lab")
+    page.get_by_text("Pick tokens in the text", exact=False).click()
+    wait_idle(page)
+    box = page.locator(".lfviz-text")
+    box.wait_for(timeout=60_000)
+    assert "The tenant pays rent monthly." in box.inner_text() and "<script>alert(1)</script>" in box.inner_text()
+    before = page.get_by_text("Global tokens (", exact=False).first.inner_text()
+    box.locator("span.tok", has_text="tenant").first.click()
+    wait_idle(page)
+    page.wait_for_selector("text=Global tokens (2)", timeout=60_000)
+    field = page.locator('[data-testid="stSidebar"] input[aria-label^="Global"]')
+    assert field.input_value() == "0, 2" and "(1)" in before  # [CLS] the tenant: position 2
+    assert page.locator(".lfviz-text span.glob", has_text="tenant").count() == 1
+    page.locator('.st-key-lab_text_find input').fill("notice")
+    page.locator('.st-key-lab_text_find input').press("Enter")
+    wait_idle(page)
+    assert page.locator(".lfviz-text span.match", has_text="notice").count() == 1
+    page.screenshot(path=str(SHOTS / "global_lab_text_view.png"), full_page=True)
+    page.locator(".lfviz-text span.glob", has_text="tenant").first.click()
+    wait_idle(page)
+    page.wait_for_selector("text=Global tokens (1)", timeout=60_000)
+    assert not exceptions(page) and dialogs == [] and outside == []
+
+
 def test_hostile_document_on_every_page(browser_page):
     """After test_click_... the document holds <script>, </script> and onerror payloads: every view shows them
     as text, no dialog fires, nothing breaks."""

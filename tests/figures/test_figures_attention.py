@@ -156,3 +156,25 @@ def test_each_global_token_gets_its_own_hue():
     fig = figs.global_weights(z, [0, 7, 20, 33], [f"t{i}" for i in range(50)], "t", "w")
     hues = [t.line.color for t in fig.data]
     assert len(set(hues)) == 4 and all(h.startswith("#") for h in hues)
+
+
+def test_text_pieces_read_as_the_document_and_mark_globals_and_matches():
+    from lfviz.figures.token_text import text_pieces
+
+    text = "Hello <b>world</b>,  again."
+    tokens = ["[CLS]", "hello", "<", "b", ">", "world", "<", "/", "b", ">", ",", "again", ".", "[SEP]"]
+    offsets = [(0, 0), (0, 5), (6, 7), (7, 8), (8, 9), (9, 14), (14, 15), (15, 16), (16, 17), (17, 18), (18, 19),
+               (21, 26), (26, 27), (0, 0)]
+    pieces = text_pieces(tokens, offsets, text, global_tokens=(0, 5), matches=(11,))
+    assert "".join(p["t"] for p in pieces[1:-1]) == " " + text  # the real characters, spaces included
+    assert pieces[5] == {"p": 5, "t": "world", "g": True, "m": False, "s": False}
+    assert pieces[11]["t"] == "  again" and pieces[11]["m"] and pieces[0]["s"] and pieces[0]["g"]
+    window = text_pieces(tokens, offsets, text, start=5, stop=8)
+    assert [p["p"] for p in window] == [5, 6, 7] and window[0]["t"] == "world"
+    pair = text_pieces(["[CLS]", "who", "?", "[SEP]", "hello", "[SEP]"], [(0, 0), (0, 3), (3, 4), (0, 0), (0, 5), (0, 0)],
+                       "Hello", question="Who?")
+    assert [p["t"] for p in pair] == ["[CLS]", " Who", "?", " [SEP]", " Hello", " [SEP]"]  # question, then text
+    assert [p["t"] for p in text_pieces(["[CLS]", "who", "?", "[SEP]", "hello"], [(0, 0), (0, 3), (3, 4), (0, 0),
+                                        (0, 5)], "Hello", start=4, question="Who?")] == ["Hello"]
+    no_offsets = text_pieces(["[CLS]", "a", "##b"], None, None)
+    assert [p["t"] for p in no_offsets] == ["[CLS]", " a", "b"]
