@@ -6,17 +6,23 @@ from lfviz.app import cache, document, routing
 routing.ensure_app_routing()
 ss = st.session_state
 st.title("lfviz: see Longformer attention")
-st.markdown(
-    "**Longformer** (Beltagy, Peters & Cohan, 2020) replaces full self-attention with a **sliding window**: "
-    "each token attends to `W/2` neighbours on each side (optionally **dilated**, every d-th neighbour, to "
-    "reach d times as far with the same cost), and a few **global** tokens (the first token, a question) "
-    "attend to everything while everything attends to them. Cost grows linearly with length, so documents "
-    "of 4,096-16,384 tokens fit where BERT stops at 512. Pick a document, set window, dilation and global "
-    "tokens in the sidebar, and open the other pages to see what the model attends to and how it changes "
-    "the predictions."
-)
+runner, cfg = cache.current_runner(), cache.current_config()
+about, picture = st.columns([3, 2])
+with about:
+    st.markdown(
+        "**Longformer** (Beltagy, Peters & Cohan, 2020) replaces full self-attention with a **sliding window**: "
+        "each token attends to `W/2` neighbours on each side (optionally **dilated**, every d-th neighbour, to "
+        "reach d times as far with the same cost), and a few **global** tokens (the first token, a question) "
+        "attend to everything while everything attends to them. Cost grows linearly with length, so documents "
+        "of 4,096-16,384 tokens fit where BERT stops at 512. Pick a document, set window, dilation and global "
+        "tokens in the sidebar, and open the other pages to see what the model attends to and how it changes "
+        "the predictions."
+    )
+if runner is not None and cfg is not None:
+    with picture:
+        document.pattern_thumbnail(runner, cfg)
 
-left, right = st.columns([2, 1])
+left, right = st.columns([5, 3])
 with right:
     runner = document.model_picker()
     document.sample_picker()
@@ -25,9 +31,8 @@ with left:
 
 if runner is not None:
     document.token_summary(runner)
-cfg = cache.current_config()
-if runner is not None and cfg is not None:
-    document.configuration_summary(runner, cfg)
+if cfg is not None:
+    document.configuration_words(cfg)
 if runner is not None and cfg is not None and ss["document"].strip():
     document.export_panel(runner)
 document.import_panel()

@@ -103,7 +103,7 @@ def document_editor() -> None:
                  on_change=lambda: ss.update(document=ss["doc_text"], sample="custom"))
     if [q.strip() for q in ss.get("queries_text", "").splitlines() if q.strip()] != ss.get("queries", []):
         ss["queries_text"] = "\n".join(ss.get("queries", []))
-    st.text_area("Queries or labels to rank the document against (one per line)", key="queries_text", height=100,
+    st.text_area("Queries or labels to rank the document against (one per line)", key="queries_text", height=125,
                  on_change=_queries_edited)
     if (ss.get("question_text") or "").strip() != (ss.get("question") or ""):
         ss["question_text"] = ss.get("question") or ""
@@ -131,23 +131,26 @@ def token_summary(runner) -> None:
         st.info("Pick 'Embedded MiniLM, converted (16,384 tokens)' above to read up to 16,384 tokens.")
 
 
-def configuration_summary(runner, cfg) -> None:
-    """The configuration in force in words, and a small picture of the pattern it gives this document."""
+def configuration_words(cfg) -> None:
+    """The configuration in force, in words."""
     ss = st.session_state
     st.subheader("Current configuration")
-    left, right = st.columns([3, 2])
-    left.markdown(f"{describe_config(config_to_text(cfg))}; showing layer {ss['layer']}, head {ss['head']}. "
-                  "Change it in the sidebar; the Pattern page shows it in full.")
+    st.markdown(f"{describe_config(config_to_text(cfg))}; showing layer {ss['layer']}, head {ss['head']}. "
+                "Change it in the sidebar; the Pattern page shows it in full.")
+
+
+def pattern_thumbnail(runner, cfg) -> None:
+    """A small picture of the pattern the configuration gives this document (the sidebar's layer and head)."""
+    ss = st.session_state
     tokens = cache.document_tokens()
     if not tokens:
         return
     n = len(tokens)
     spec = cfg.resolve(runner.num_layers, runner.num_heads)[int(ss["layer"])]
     (z, edges), pairs = pattern.longformer_cells(spec, n, cfg.check_globals(n), int(ss["head"]), 0, n, 64)
-    with right:
-        st.plotly_chart(pattern_heatmap(z, edges, f"Pattern, layer {ss['layer']}: {pairs / n**2:.1%} of pairs",
-                                        ticks=4, height=260, global_tokens=cfg.global_tokens),
-                        key="doc_pattern", width="stretch")
+    st.plotly_chart(pattern_heatmap(z, edges, f"This configuration on this text: {pairs / n**2:.1%} of pairs",
+                                    ticks=4, height=260, global_tokens=cfg.global_tokens),
+                    key="doc_pattern", width="stretch")
 
 
 def export_panel(runner) -> None:

@@ -121,14 +121,13 @@ def layer_controls(runner, specs) -> None:
     ss = st.session_state
     L, H = runner.num_layers, runner.num_heads
     with st.expander("Window and dilation per layer"):
-        for l, (col, spec) in enumerate(zip(st.columns(L), specs)):
-            with col:
-                st.markdown(f"**Layer {l}**")
-                st.select_slider("window", sorted(set(WINDOWS) | {spec.window}), value=spec.window,
-                                 key=f"lab_window_{l}")
-                st.slider("dilation", 1, 8, max(spec.dilation), key=f"lab_dil_{l}")
-                dilated = [h for h, d in enumerate(spec.dilation) if d > 1] or list(range(H))
-                st.multiselect("on heads", list(range(H)), default=dilated, key=f"lab_heads_{l}")
+        for l, spec in enumerate(specs):  # one row per layer: every control wide enough to read
+            c0, c1, c2, c3 = st.columns([1, 3, 2, 5], vertical_alignment="center")
+            c0.markdown(f"**Layer {l}**")
+            c1.select_slider("window", sorted(set(WINDOWS) | {spec.window}), value=spec.window, key=f"lab_window_{l}")
+            c2.slider("dilation", 1, 8, max(spec.dilation), key=f"lab_dil_{l}")
+            dilated = [h for h, d in enumerate(spec.dilation) if d > 1] or list(range(H))
+            c3.multiselect("on heads", list(range(H)), default=dilated, key=f"lab_heads_{l}")
 
         def apply():
             ss.update(layer_settings_text([ss[f"lab_window_{l}"] for l in range(L)],
@@ -143,6 +142,14 @@ def describe(cfg: AttentionConfig) -> str:
             f"global [{format_positions(cfg.global_tokens)}]")
 
 
+def prediction_table(rows: list[dict]) -> pd.DataFrame:
+    """The diff rows as a narrow table: label, both scores, the change, and the rank move ("2 → 1")."""
+    rank = lambda r: f"{r['baseline_rank'] or '-'} → {r['variant_rank'] or '-'}"
+    return pd.DataFrame({"label": [r["label"] for r in rows], "baseline": [r["baseline"] for r in rows],
+                         "variant": [r["variant"] for r in rows], "change": [r["delta"] for r in rows],
+                         "rank": [rank(r) for r in rows]}).round(4)
+
+
 def comparison(baseline, variant) -> None:
     """Prediction changes (chart, table, CSV) and the per-layer change of attention and hidden states, each
     with what its numbers mean."""
@@ -152,7 +159,7 @@ def comparison(baseline, variant) -> None:
         left, right = st.columns([3, 2])
         left.plotly_chart(figs.prediction_bars(rows), key="lab_pred_chart", width="stretch")
         table = pd.DataFrame(rows)
-        right.dataframe(table, hide_index=True, width="stretch", key="lab_pred_table")
+        right.dataframe(prediction_table(rows), hide_index=True, width="stretch", key="lab_pred_table")
         right.download_button("Download CSV", table.to_csv(index=False), "lfviz_predictions.csv", "text/csv",
                               key="lab_pred_csv")
     else:

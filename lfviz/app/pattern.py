@@ -119,15 +119,12 @@ def cost_section(specs, n: int, num_heads: int, global_tokens, block: int, num_r
                "plus the global columns and rows, full attention n x n, BigBird its blocks."
                + ("" if n >= patterns.bigbird_min_length(block, num_random) else
                   " BigBird is missing: this text is shorter than its minimum length (see above)."))
-    g1, g2 = st.columns([3, 2])
-    with g1:
-        st.checkbox("Logarithmic scale", key="pattern_log")
-        st.plotly_chart(figs.costs_figure(table.to_dict("records"), log=st.session_state["pattern_log"]),
-                        key="pattern_costs_chart", width="stretch")
-    with g2:
-        st.dataframe(table, hide_index=True, width="stretch", key="pattern_costs_table")
-        st.download_button("Download CSV", table.to_csv(index=False), "lfviz_pattern_costs.csv", "text/csv",
-                           key="pattern_costs_csv")
+    st.checkbox("Logarithmic scale", key="pattern_log")
+    st.plotly_chart(figs.costs_figure(table.to_dict("records"), log=st.session_state["pattern_log"]),
+                    key="pattern_costs_chart", width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch", key="pattern_costs_table")  # full width: every column
+    st.download_button("Download CSV", table.to_csv(index=False), "lfviz_pattern_costs.csv", "text/csv",
+                       key="pattern_costs_csv")
 
 
 def receptive_field(specs, n: int, global_tokens) -> None:

@@ -29,7 +29,8 @@ def length_options(max_tokens: int) -> list[int]:
 def controls(runner) -> tuple[list[int], list[str], int, str]:
     """Lengths, methods and runs per point; returns them with a description of the device."""
     options = length_options(runner.max_tokens)
-    c1, c2, c3 = st.columns([3, 2, 1])
+    c1, c3 = st.columns([4, 1])
+    c2 = st.container()  # the methods get a row of their own: their names stay readable
     with c1:
         lo, hi = kept(st.select_slider, "lengths", "Lengths (tokens; every length listed in this range is run)",
                       (min(256, options[-1]), min(4096, options[-1])), valid=lambda v: all(x in options for x in v),

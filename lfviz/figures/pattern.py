@@ -121,6 +121,9 @@ def costs_figure(rows: list[dict], log: bool = False) -> go.Figure:
     return fig
 
 
+SHORT_RUN = 150  # runs shorter than n / SHORT_RUN tokens also get a marker
+
+
 def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source: int) -> go.Figure:
     """Exactly which positions hold the source token's information after l layers (x = 0 is the input, where
     only the source holds it): for each configuration and layer, one bar per run of reached positions, so a gap
@@ -129,7 +132,7 @@ def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source:
     fig = go.Figure()
     k = max(1, len(curves))
     for c, (name, layers) in enumerate(curves.items()):
-        xs, ys, text = [], [], []
+        xs, ys, text, dots = [], [], [], []
         shift = (c - (k - 1) / 2) * 0.8 / k  # side by side inside the layer's column
         for x, spans in enumerate(layers):
             label = (f"{name}<br>{'input' if x == 0 else f'after {x} layer' + ('s' if x != 1 else '')}: "
@@ -138,8 +141,15 @@ def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source:
                 xs += [x + shift, x + shift, None]
                 ys += [a - 0.5, b + 0.5, None]  # a one-token run stays visible
                 text += [label, label, None]
-        fig.add_scatter(x=xs, y=ys, text=text, name=name, mode="lines", line=dict(color=REACH_HUES.get(name, "#9467bd"),
-                        width=max(4, 60 // k)), hovertemplate="%{text}<extra></extra>")
+                if (b - a + 1) * SHORT_RUN < n:  # a few tokens in a long text: a bar too short to see
+                    dots.append((x + shift, (a + b) / 2, label))
+        hue = REACH_HUES.get(name, "#9467bd")
+        fig.add_scatter(x=xs, y=ys, text=text, name=name, mode="lines", line=dict(color=hue, width=max(4, 60 // k)),
+                        hovertemplate="%{text}<extra></extra>", legendgroup=name)
+        if dots:  # marked so a single global token or the source alone shows at any length
+            fig.add_scatter(x=[d[0] for d in dots], y=[d[1] for d in dots], text=[d[2] for d in dots], mode="markers",
+                            marker=dict(color=hue, size=9, symbol="square"), name=f"{name}: short runs",
+                            legendgroup=name, showlegend=False, hovertemplate="%{text}<extra></extra>")
     fig.add_hline(y=source, line_dash="dot", line_color="#d62728",
                   annotation_text=f"source token {source}", annotation_position="top left")
     layers = max((len(s) for s in curves.values()), default=1)

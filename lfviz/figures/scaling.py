@@ -5,6 +5,8 @@ Points that were skipped or came out non-positive are left out (a log axis canno
 """
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
 COLORS = {"lfviz": "#d62728", "full": "#1f77b4", "full_band": "#17becf", "hf": "#ff7f0e"}
@@ -37,10 +39,10 @@ def time_figure(rows: list[dict], crossover_tokens: float | None = None) -> go.F
     """Seconds per forward pass vs tokens, one line per method (log-log); a dotted vertical line where lfviz
     starts to beat full attention (`analysis.scaling.crossover`), when the measured curves cross."""
     fig = go.Figure()
-    if crossover_tokens:
-        fig.add_vline(x=crossover_tokens, line_dash="dot", line_color="#555555",
-                      annotation_text=f"lfviz faster from ~{int(crossover_tokens):,} tokens",
-                      annotation_position="top left")
+    if crossover_tokens:  # shapes take data values on a log axis, annotations take log10 of them
+        fig.add_vline(x=crossover_tokens, line_dash="dot", line_color="#555555")
+        fig.add_annotation(x=math.log10(crossover_tokens), y=1, yref="paper", xanchor="right", showarrow=False,
+                           text=f"lfviz faster from ~{int(crossover_tokens):,} tokens ", font=dict(size=11))
     for label, (key, xs, ys, notes) in _series(rows, "seconds").items():
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label,
                                  line=dict(color=COLORS.get(key, OTHER)), customdata=notes,

@@ -197,4 +197,5 @@ def test_crossover_where_lfviz_starts_to_beat_full_attention():
     assert scaling.crossover([]) == {"tokens": None, "below": None}
     fig = time_figure(measured, cross["tokens"])
     assert fig.layout.shapes[0].x0 == cross["tokens"] and "lfviz faster from ~1,365 tokens" in fig.layout.annotations[0].text
+    assert fig.layout.annotations[0].x == pytest.approx(math.log10(cross["tokens"]))  # log axis: annotations in log10
     assert not time_figure(measured).layout.shapes

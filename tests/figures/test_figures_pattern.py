@@ -85,7 +85,7 @@ def test_costs_follow_the_window_and_bigbird_needs_its_minimum():
 
 def runs_at(fig, name, x):
     """The runs of positions one configuration's bars cover at layer column x (bars are a - 0.5 .. b + 0.5)."""
-    trace = next(t for t in fig.data if t.name == name)
+    trace = next(t for t in fig.data if t.name == name and t.mode == "lines")
     pts = [(xx, y) for xx, y in zip(trace.x, trace.y) if xx is not None and round(xx) == x]
     return [(round(pts[i][1] + 0.5), round(pts[i + 1][1] - 0.5)) for i in range(0, len(pts), 2)]
 
@@ -104,6 +104,10 @@ def test_reach_figure_global_token_reaches_everything_at_layer_2():
     dilated = patterns.reach_curves(AttentionConfig(window=4, dilation=3).resolve(1, 1), 40, (), 20)
     assert runs_at(figs.reach_figure(dilated, 40, 20), "current configuration", 1) == \
         [(14, 14), (17, 17), (20, 20), (23, 23), (26, 26)]  # every 3rd position: one-token bars with gaps
+    long = patterns.reach_curves(AttentionConfig(window=512).resolve(2, 1), 2300, (0,), 1960)
+    marks = next(t for t in figs.reach_figure(long, 2300, 1960).data if t.name.endswith("short runs"))
+    assert (0.0, 1960.0) in {(round(x), y) for x, y in zip(marks.x, marks.y)}  # the source alone, at the input
+    assert (1.0, 0.0) in {(round(x), y) for x, y in zip(marks.x, marks.y)}  # the global token, after one layer
     assert patterns.layers_to_cover(curves["current configuration"], n) == 2
     assert patterns.layers_to_cover(curves["without global tokens"], n) is None
     assert list(patterns.reach_curves(specs, n, (), source)) == ["current configuration", "full attention"]
