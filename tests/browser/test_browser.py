@@ -234,6 +234,16 @@ def test_click_a_token_to_make_it_global(browser_page):
     assert outside == []
 
 
+def _global_field_changes(page, old: str, timeout_s: float = 60) -> set[int]:
+    field = page.locator('[data-testid="stSidebar"] input[aria-label^="Global"]')
+    for _ in range(int(timeout_s * 4)):
+        if field.input_value() != old:
+            break
+        time.sleep(0.25)
+    wait_idle(page)
+    return {int(x) for x in field.input_value().replace(" ", "").split(",") if x}
+
+
 def test_pick_tokens_in_the_text(browser_page):
     """The lab's text view: the document reads as text, a click on a word makes it global (highlighted), a
     second click makes it local again; the search underlines matches. The hostile text stays text."""
@@ -248,21 +258,21 @@ def test_pick_tokens_in_the_text(browser_page):
     box = page.locator(".lfviz-text")
     box.wait_for(timeout=60_000)
     assert "The tenant pays rent monthly." in box.inner_text() and "<script>alert(1)</script>" in box.inner_text()
-    before = page.get_by_text("Global tokens (", exact=False).first.inner_text()
-    box.locator("span.tok", has_text="tenant").first.click()
-    wait_idle(page)
-    page.wait_for_selector("text=Global tokens (2)", timeout=60_000)
     field = page.locator('[data-testid="stSidebar"] input[aria-label^="Global"]')
-    assert field.input_value() == "0, 2" and "(1)" in before  # [CLS] the tenant: position 2
+    old = field.input_value()
+    before = {int(x) for x in old.replace(" ", "").split(",") if x}
+    assert 2 not in before  # [CLS] the tenant: "tenant" is position 2
+    box.locator("span.tok", has_text="tenant").first.click()
+    assert _global_field_changes(page, old) == before | {2}
     assert page.locator(".lfviz-text span.glob", has_text="tenant").count() == 1
     page.locator('.st-key-lab_text_find input').fill("notice")
     page.locator('.st-key-lab_text_find input').press("Enter")
     wait_idle(page)
     assert page.locator(".lfviz-text span.match", has_text="notice").count() == 1
     page.screenshot(path=str(SHOTS / "global_lab_text_view.png"), full_page=True)
+    old = field.input_value()
     page.locator(".lfviz-text span.glob", has_text="tenant").first.click()
-    wait_idle(page)
-    page.wait_for_selector("text=Global tokens (1)", timeout=60_000)
+    assert _global_field_changes(page, old) == before  # a second click makes it local again
     assert not exceptions(page) and dialogs == [] and outside == []
 
 
