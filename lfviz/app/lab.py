@@ -120,9 +120,9 @@ def layer_controls(runner, specs) -> None:
     """Window and dilation (on chosen heads) per layer, applied to the sidebar's configuration on request."""
     ss = st.session_state
     L, H = runner.num_layers, runner.num_heads
-    with st.expander("Window and dilation per layer"):
+    with st.expander("Window and dilation per layer", key="lab_layers_box"):  # keyed: stays open across reruns
         for l, spec in enumerate(specs):  # one row per layer: every control wide enough to read
-            c0, c1, c2, c3 = st.columns([1, 3, 2, 5], vertical_alignment="center")
+            c0, c1, c2, c3 = st.columns([1, 2, 1.5, 6.5], vertical_alignment="center")
             c0.markdown(f"**Layer {l}**")
             c1.select_slider("window", sorted(set(WINDOWS) | {spec.window}), value=spec.window, key=f"lab_window_{l}")
             c2.slider("dilation", 1, 8, max(spec.dilation), key=f"lab_dil_{l}")
