@@ -35,7 +35,8 @@ def resolve_impl(impl: str, device: torch.device, head_dim: int = 64, n: int | N
 
 def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=None, kg=None, vg=None,
                      need_weights: bool = False, block: int | None = None,
-                     weights_dtype: torch.dtype = torch.float32, impl: str = "auto"):
+                     weights_dtype: torch.dtype = torch.float32, impl: str = "auto", causal: bool = False,
+                     scale: float | None = None):
     """Longformer attention for one layer.
 
     q, k, v:  (H, n, hd) local projections of every position.
@@ -44,14 +45,18 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     valid:    (n,) bool, False at padding (None: no padding).
     impl:     the band + global columns part: "blocked" (`blocked.py`), "flex" (FlexAttention, `flex.py`)
               or "auto" (flex on a CUDA GPU, blocked elsewhere). The global rows are computed here either way.
+              Causal attention runs on the blocked kernel (FlexAttention's causal layout is not written yet).
+    causal:   keys only at or before each query (`mask.attends`): a language model's attention. Then
+              qg, kg, vg are the same projections as q, k, v (a causal LM has no global ones).
+    scale:    query scaling (default 1 / sqrt(hd); some models use another).
     Returns out (H, n, hd) and, if need_weights, AttentionWeights in `weights_dtype` (softmax is always fp32),
     whose band is as wide as `spec.for_length(n)`: never wider than the text.
     """
     H, n, hd = q.shape
     spec = spec.for_length(n)  # a window wider than the text costs what the widest useful one costs
-    scale = 1.0 / math.sqrt(hd)
+    scale = 1.0 / math.sqrt(hd) if scale is None else scale
     dev = q.device
-    chosen = resolve_impl(impl, dev, hd, n, spec.dilation)
+    chosen = "blocked" if causal else resolve_impl(impl, dev, hd, n, spec.dilation)
     G = len(global_tokens)
     # without padding, the length and the global positions fix the layout: flex makes one block mask for all layers
     layout_key = (n, tuple(global_tokens)) if valid is None else None
@@ -62,7 +67,11 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     band_ok = valid & ~is_global
     qs = q * scale
     gk, gv = k[:, g_idx], v[:, g_idx]  # (H, G, hd): non-global rows see global keys through local projections
-    blocked = functools.partial(blocked_local, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype, block)
+    global_ok = None
+    if causal and G:  # a sink is seen only from the positions at or after it
+        global_ok = g_idx.view(1, G) <= torch.arange(n, device=dev).view(n, 1)  # (n, G)
+    blocked = functools.partial(blocked_local, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype, block,
+                                causal, global_ok)
     if chosen == "flex":
         try:
             out, band, tog, rec = flex.flex_local(qs, k, v, band_ok, spec.one_sided, spec.dilation, gk, gv,
@@ -78,8 +87,13 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     from_global = None
     if G:
         s = (qg * scale).float() @ kg.float().transpose(-1, -2)  # (H, G, n)
-        s = s.masked_fill(~valid.view(1, 1, n), float("-inf"))
+        seen = valid.view(1, n)
+        if causal:  # a global query sees every token at or before it
+            seen = seen & (torch.arange(n, device=dev).view(1, n) <= g_idx.view(G, 1))
+        s = s.masked_fill(~seen.view(1, -1, n), float("-inf"))
         from_global = torch.softmax(s, dim=-1)
+        if padded:  # a global position on padding attends nothing, like any padding query
+            from_global = from_global.masked_fill(~valid[g_idx].view(1, G, 1), 0.0)
         out[:, g_idx] = (from_global.to(vg.dtype) @ vg).to(out.dtype)
     if padded:  # a padding query attends nothing (mask.py): its output is 0, as in HF, allenai and the reference
         out.masked_fill_(~valid.view(1, n, 1), 0.0)

@@ -31,7 +31,8 @@ CHUNK_BYTES = {"cpu": 4 << 20, "cuda": 64 << 20}
 
 
 def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | None = None,
-               chunk_bytes: int | None = None, weights_dtype: torch.dtype = torch.float32, lse=None):
+              chunk_bytes: int | None = None, weights_dtype: torch.dtype = torch.float32, lse=None,
+              causal: bool = False, global_ok: torch.Tensor | None = None):
     """Undilated band + global columns for a batch of sequences.
 
     q, k, v: (Bt, h, m, hd), q already scaled;  key_ok: (Bt, m) bool, keys allowed in the band;
@@ -41,6 +42,8 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     non-global, non-padding), summed while the probabilities are still in cache.
     lse: (Bt, h, m) fp32 log-sum-exp of each row's scores when it is already known (FlexAttention returns it):
     then only the weights are rebuilt, p = exp(score - lse), scores in fp32; out is None and v, gv are unused.
+    causal: band keys only at or before the row (offsets <= 0); global_ok: (Bt, m, G) bool, the global columns
+    each row may see (causal: the global tokens at or before it); None: all of them.
 
     Blocks are processed `chunk_bytes` of scores at a time: the working set stays in cache and the temporaries
     reuse the same memory instead of faulting in fresh pages for every layer.
@@ -63,7 +66,7 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     okp = F.pad(key_ok, (w, mp - m + w), value=False)  # (Bt, mp + 2w)
     r = torch.arange(B, device=dev).view(B, 1)
     c = torch.arange(L, device=dev).view(1, L)
-    outside = (c < r) | (c > r + 2 * w)  # (B, L): key offset c - r - w beyond [-w, w]
+    outside = (c < r) | (c > r + (w if causal else 2 * w))  # (B, L): key offset c - r - w beyond [-w, w] (or > 0)
     masked = outside.view(1, 1, B, L) | ~okp.unfold(1, L, B).view(Bt, nb, 1, L)  # (Bt, nb, B, L), made once
 
     chunk_bytes = chunk_bytes or CHUNK_BYTES.get(dev.type, CHUNK_BYTES["cpu"])
@@ -89,6 +92,8 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         rows_ok = F.pad(key_ok, (0, mp - m), value=False).view(Bt, 1, nb, 1, B).float()
         # block b's window starts at padded key b * B: where its column sums land in `received`
         window_keys = torch.arange(nb, device=dev).view(nb, 1) * B + torch.arange(L, device=dev)  # (nb, L)
+    if global_ok is not None and G:
+        gok = F.pad(global_ok, (0, 0, 0, mp - m), value=False).view(Bt, 1, nb, B, G)
     fmin = torch.finfo(torch.float32).min
     for c0 in range(0, nb, cb):
         c1 = min(nb, c0 + cb)
@@ -99,6 +104,8 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         scores = torch.matmul(qb[:, :, c0:c1].to(sdt), kc.transpose(-1, -2)).float()  # (Bt, h, nc, B, L + G)
         # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
         scores[..., :L].masked_fill_(masked[:, c0:c1].unsqueeze(1), fmin)
+        if global_ok is not None and G:
+            scores[..., L:].masked_fill_(~gok[:, :, c0:c1], fmin)
         if lse is None:
             probs = torch.softmax(scores, dim=-1)
             del scores
@@ -124,25 +131,31 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     return out, band, to_global.view(Bt, h, mp, G)[:, :, :m], received[:, :, w:w + m]
 
 
-def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None, weights_dtype=torch.float32):
-    """Band attention with dilation d for heads (h, n, hd): each residue class i mod d is an undilated band."""
+def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None, weights_dtype=torch.float32,
+             causal: bool = False, global_ok=None):
+    """Band attention with dilation d for heads (h, n, hd): each residue class i mod d is an undilated band.
+    global_ok: (n, G) bool or None (see `band_core`)."""
     n = q.shape[1]
     d = min(d, n)  # d >= n reaches no key but the token itself: the same as d = n, without padding to d rows
+    gok = None if global_ok is None else to_classes(global_ok[None].to(torch.uint8), d)[:, 0].bool()  # (d, m, G)
     out, band, tog, rec = band_core(to_classes(q, d), to_classes(k, d), to_classes(v, d), mask_to_classes(key_ok, d),
-                                     w, gk, gv, need_weights, block, weights_dtype=weights_dtype)
+                                    w, gk, gv, need_weights, block, weights_dtype=weights_dtype, causal=causal,
+                                    global_ok=gok)
     if not need_weights:
         return from_classes(out, n), None, None, None
     return from_classes(out, n), from_classes(band, n), from_classes(tog, n), from_classes(rec.unsqueeze(-1), n)[..., 0]
 
 
-def blocked_local(qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool, weights_dtype, block=None):
+def blocked_local(qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool, weights_dtype, block=None,
+                  causal: bool = False, global_ok=None):
     """Band + global columns of every head with the blocked kernel, heads grouped by dilation.
     Returns out (H, n, hd) and, if need_weights, band (H, n, W + 1), to_global (H, n, G), received (H, n)."""
     H, n, hd = qs.shape
     w, G, dev = spec.one_sided, gk.shape[1], qs.device
     dilations = sorted(set(spec.dilation))
     if len(dilations) == 1:
-        return _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block, weights_dtype)
+        return _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block, weights_dtype, causal,
+                        global_ok)
     out = qs.new_empty(H, n, hd)
     band = torch.zeros(H, n, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
     tog = torch.zeros(H, n, G, device=dev, dtype=weights_dtype) if need_weights else None
@@ -150,7 +163,7 @@ def blocked_local(qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool
     for d in dilations:
         heads = positions(tuple(i for i, x in enumerate(spec.dilation) if x == d), dev)
         o, b, t, r = _dilated(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads], need_weights,
-                              block, weights_dtype)
+                              block, weights_dtype, causal, global_ok)
         out[heads] = o
         if need_weights:
             band[heads], tog[heads], rec[heads] = b, t, r

@@ -10,16 +10,19 @@ from ..config import LayerSpec
 from .mask import dense_mask
 
 
-def reference_attention(q, k, v, qg, kg, vg, spec: LayerSpec, global_tokens=(), valid=None):
+def reference_attention(q, k, v, qg, kg, vg, spec: LayerSpec, global_tokens=(), valid=None, causal: bool = False,
+                        scale: float | None = None):
     """Dense masked attention for one layer.
 
-    q, k, v:    (H, n, hd) local projections;  qg, kg, vg: (H, n, hd) global projections (all positions).
-    valid:      (n,) bool, False at padding.
+    q, k, v:    (H, n, hd) local projections;  qg, kg, vg: (H, n, hd) global projections (all positions; a causal
+                language model has none: pass q, k, v again).
+    valid:      (n,) bool, False at padding.  causal: only keys at or before the query (see mask.py).
+    scale:      query scaling (default 1 / sqrt(hd)).
     Returns out (H, n, hd) and probs (H, n, n) (fp32; rows of padding queries are 0).
     """
     H, n, hd = q.shape
-    scale = 1.0 / math.sqrt(hd)
-    mask = dense_mask(spec, n, global_tokens, valid).to(q.device)  # (H, n, n)
+    scale = 1.0 / math.sqrt(hd) if scale is None else scale
+    mask = dense_mask(spec, n, global_tokens, valid, causal).to(q.device)  # (H, n, n)
     is_global = torch.zeros(n, dtype=torch.bool, device=q.device)
     is_global[list(global_tokens)] = True
     f32 = torch.float32

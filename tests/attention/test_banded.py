@@ -13,7 +13,7 @@ from lfviz.attention.reference import reference_attention
 TOL = 1e-4
 
 
-def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed=0, impl="blocked"):
+def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed=0, impl="blocked", causal=False):
     g = torch.Generator().manual_seed(seed)
     H = len(dilation)
     q, k, v, qg, kg, vg = (torch.randn(H, n, hd, generator=g) for _ in range(6))
@@ -23,8 +23,8 @@ def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed
     spec = LayerSpec(window, tuple(dilation))
     gt = tuple(sorted(global_tokens))
     out, w = banded_attention(q, k, v, spec, gt, valid, qg[:, list(gt)], kg, vg, need_weights=True, block=block,
-                              impl=impl)
-    ref_out, ref_probs = reference_attention(q, k, v, qg, kg, vg, spec, gt, valid)
+                              impl=impl, causal=causal)
+    ref_out, ref_probs = reference_attention(q, k, v, qg, kg, vg, spec, gt, valid, causal=causal)
     useful = spec.for_length(n).window  # the band is never wider than the text (a wider window reaches nothing more)
     ref = weights_from_dense(ref_probs, useful, tuple(dilation), gt)
     assert w.band.shape == (H, n, useful + 1) and useful <= window
@@ -42,7 +42,7 @@ def check(n, window, dilation, global_tokens=(), n_pad=0, hd=8, block=None, seed
     torch.testing.assert_close(rows, torch.ones_like(rows), atol=1e-5, rtol=0)  # rows sum to 1
     # need_weights=False gives the same output
     out2, none = banded_attention(q, k, v, spec, gt, valid, qg[:, list(gt)], kg, vg, need_weights=False, block=block,
-                                  impl=impl)
+                                  impl=impl, causal=causal)
     assert none is None
     torch.testing.assert_close(out2, out, atol=1e-6, rtol=0)
     return w
@@ -94,6 +94,35 @@ def test_block_sizes(block):
 
 def test_every_token_global():
     check(9, 4, [1, 2], tuple(range(9)))
+
+
+@pytest.mark.parametrize("global_tokens", [(), (0,), (2, 30), (0, 1, 2, 3)])
+@pytest.mark.parametrize("name", list(CASES))
+def test_causal_matrix(name, global_tokens):
+    """Causal (a language model's attention): the same pairs with keys only at or before the query."""
+    n, window, dilation = CASES[name]
+    check(n, window, dilation, tuple(g for g in global_tokens if g < n), causal=True)
+    check(n, window, dilation, tuple(g for g in global_tokens if g < n), n_pad=min(3, n - 1), causal=True, seed=1)
+
+
+def test_causal_rows_see_the_past_and_their_sinks_only():
+    w = check(40, 8, [1, 2], (0, 1, 30), causal=True)
+    assert not w.band[:, :, 5:].any()  # offsets > 0 hold nothing
+    assert w.band[0, 20].nonzero().flatten().tolist() == [0, 1, 2, 3, 4]  # itself and the 4 previous tokens
+    assert w.band[1, 20].nonzero().flatten().tolist() == [0, 1, 2, 3, 4]  # every 2nd: 12, 14, 16, 18, 20
+    assert w.to_global[:, 20, 2].abs().max() == 0 and w.to_global[:, 35, 2].min() > 0  # sink 30 only after it
+    assert not w.from_global[:, 2, 31:].any()  # global token 30 sees nothing after itself
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 70), half=st.integers(1, 10), heads=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+       data=st.data())
+def test_property_random_causal_configs(n, half, heads, data):
+    n_pad = data.draw(st.integers(0, n // 3))
+    real = n - n_pad
+    gt = data.draw(st.lists(st.integers(0, max(real - 1, 0)), max_size=4, unique=True)) if real else []
+    check(n, 2 * half, heads, tuple(gt), n_pad=n_pad, block=data.draw(st.sampled_from([None, 1, 4, 16])), seed=n,
+          causal=True)
 
 
 @IMPLS

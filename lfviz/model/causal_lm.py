@@ -1,0 +1,82 @@
+"""Hugging Face causal language models under lfviz's causal Longformer pattern, with capture.
+
+Llama, Mistral, Qwen2, Gemma and the other models whose attention goes through `ALL_ATTENTION_FUNCTIONS` call
+whatever function is registered under their `attn_implementation`. lfviz registers `longformer_attention` there
+as "lfviz_longformer": it receives q, k, v after RoPE (k and v with the model's key/value head count) and runs
+`banded_attention(..., causal=True)`: the blocked kernel, never an n x n matrix; grouped-query attention repeats
+each key/value head for its query heads. Window, dilation and global (sink) tokens are not module state: a run
+sets them for its own thread with `longformer_pattern(...)`, so one loaded model serves concurrent runs.
+
+Causal semantics (mask.py): a token sees itself and the `window // 2` previous band keys (every d-th one), plus
+every global token at or before it; a global token sees every token at or before it.
+
+    model = AutoModelForCausalLM.from_pretrained(..., attn_implementation=ATTENTION)  # or set_attn_implementation
+    with longformer_pattern(specs, global_tokens=(0, 1, 2, 3), capture=session):
+        logits = model(input_ids).logits
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from transformers import AttentionInterface
+
+from ..attention.banded import banded_attention
+from ..config import LayerSpec
+from .capture import CaptureSession
+
+ATTENTION = "lfviz_longformer"  # the attn_implementation name to load or switch a model to
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class CausalPattern:
+    specs: tuple[LayerSpec, ...]  # one per layer, dilation one per *query* head
+    global_tokens: tuple[int, ...]  # ascending
+    session: CaptureSession | None  # which layers to capture, in which dtype, kept where
+
+
+@contextmanager
+def longformer_pattern(specs, global_tokens=(), capture: CaptureSession | None = None) -> Iterator[CausalPattern]:
+    """The pattern every `longformer_attention` call of this thread uses until the block ends."""
+    pattern = CausalPattern(tuple(specs), tuple(sorted(global_tokens)), capture)
+    previous = getattr(_local, "pattern", None)
+    _local.pattern = pattern
+    try:
+        yield pattern
+    finally:
+        _local.pattern = previous
+
+
+def longformer_attention(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0, **kwargs):
+    """An `AttentionInterface` function: query (1, H, n, hd), key/value (1, Hkv, n, hd) after RoPE. Returns the
+    output as HF expects it, (1, n, H, hd), and no dense weights (captures go to the run's CaptureSession in the
+    split layout instead). `attention_mask` is unused: one unpadded sequence, causality is in the pattern."""
+    pattern = getattr(_local, "pattern", None)
+    if pattern is None:
+        raise RuntimeError(f"attn_implementation {ATTENTION!r} needs a pattern: run the model inside "
+                           "lfviz.model.causal_lm.longformer_pattern(specs, global_tokens)")
+    B, H, n, hd = query.shape
+    if B != 1:
+        raise ValueError(f"lfviz runs one sequence at a time, got a batch of {B}")
+    if dropout:
+        raise ValueError("attention dropout is not supported: put the model in eval mode")
+    layer = module.layer_idx
+    q = query[0]
+    k = key[0].repeat_interleave(H // key.shape[1], dim=0)  # (H, n, hd): each kv head serves its query heads
+    v = value[0].repeat_interleave(H // value.shape[1], dim=0)
+    g = pattern.global_tokens
+    session = pattern.session
+    want = session is not None and session.wants(layer)
+    out, weights = banded_attention(q, k, v, pattern.specs[layer], g, None, q[:, list(g)] if g else None,
+                                    k if g else None, v if g else None, need_weights=want, causal=True,
+                                    scale=scaling, weights_dtype=session.dtype if want else torch.float32)
+    if want:
+        session.capture.layers[layer] = weights.to(device=session.device, dtype=session.dtype)
+    return out.transpose(0, 1)[None].to(query.dtype), None
+
+
+AttentionInterface.register(ATTENTION, longformer_attention)

@@ -1,0 +1,119 @@
+"""Hugging Face causal LMs (tiny random Llama, Mistral and Qwen2 built here, grouped-query attention) under lfviz's
+causal Longformer pattern: equal to HF's own forward with full attention, to HF eager given the equivalent
+additive 4D mask (sliding window + sinks), and to the dense reference from the mask predicate for dilation."""
+import pytest
+import torch
+from transformers import (AttentionInterface, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM)
+
+from lfviz.attention.layout import weights_to_dense
+from lfviz.attention.mask import dense_mask
+from lfviz.attention.reference import reference_attention
+from lfviz.config import AttentionConfig
+from lfviz.model.capture import CaptureSession
+from lfviz.model.causal_lm import ATTENTION, longformer_pattern
+
+TOL = 1e-4
+SIZES = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=512)
+MODELS = {"llama": (LlamaConfig, LlamaForCausalLM), "mistral": (MistralConfig, MistralForCausalLM),
+          "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+
+
+def tiny(kind: str, attn: str = "eager"):
+    config_cls, model_cls = MODELS[kind]
+    torch.manual_seed(0)
+    extra = {"sliding_window": None} if kind in ("mistral", "qwen2") else {}
+    return model_cls(config_cls(**SIZES, **extra, attn_implementation=attn)).eval()
+
+
+def ids(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, SIZES["vocab_size"], (1, n), generator=torch.Generator().manual_seed(seed))
+
+
+def lfviz_logits(model, x, config: AttentionConfig, capture=None):
+    model.set_attn_implementation(ATTENTION)
+    specs = config.resolve(SIZES["num_hidden_layers"], SIZES["num_attention_heads"])
+    with torch.no_grad(), longformer_pattern(specs, config.global_tokens, capture):
+        return model(x).logits
+
+
+def additive(mask: torch.Tensor) -> torch.Tensor:
+    """(H, n, n) bool -> (1, H, n, n) float: 0 where attended, -inf elsewhere (a bool mask is added as 0/1 by HF
+    eager: silently wrong)."""
+    return torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))[None]
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_full_attention_equals_hugging_face(kind):
+    """A window covering the text and no global token is plain causal attention: HF's own forward (sdpa)."""
+    x = ids(37)
+    want = tiny(kind, "sdpa")(x).logits
+    got = lfviz_logits(tiny(kind), x, AttentionConfig(window=2 * 37))
+    torch.testing.assert_close(got, want, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_sliding_window_with_sinks_equals_eager_with_the_4d_mask(kind):
+    n, cfg = 45, AttentionConfig(window=8, global_tokens=(0, 1, 2, 3))
+    x = ids(n, seed=1)
+    spec = cfg.resolve(2, 4)[0]
+    mask = dense_mask(spec, n, cfg.global_tokens, causal=True)[:1]  # every head alike with dilation 1
+    with torch.no_grad():
+        want = tiny(kind)(x, attention_mask=additive(mask)).logits
+    got = lfviz_logits(tiny(kind), x, cfg)
+    torch.testing.assert_close(got, want, atol=TOL, rtol=0)
+    wide = lfviz_logits(tiny(kind), x, AttentionConfig(window=2 * n))
+    assert (got - wide).abs().max() > 1e-3  # the window and sinks changed the predictions
+
+
+def dense_reference(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0, **kwargs):
+    """The plain path for the test: every head's dense mask from the predicate (`reference_attention`)."""
+    pattern = __import__("lfviz.model.causal_lm", fromlist=["_local"])._local.pattern
+    H = query.shape[1]
+    k = key[0].repeat_interleave(H // key.shape[1], 0)
+    v = value[0].repeat_interleave(H // value.shape[1], 0)
+    out, _ = reference_attention(query[0], k, v, query[0], k, v, pattern.specs[module.layer_idx],
+                                 pattern.global_tokens, causal=True, scale=scaling)
+    return out.transpose(0, 1)[None], None
+
+
+AttentionInterface.register("lfviz_test_dense_reference", dense_reference)
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("config", [
+    AttentionConfig(window=6, dilation=2, global_tokens=(0,)),
+    AttentionConfig(window=[4, 10], dilation=[[1, 2, 3, 1], 3], global_tokens=(0, 17)),
+    AttentionConfig(window=100, dilation=[1, [4, 1, 1, 2]]),
+])
+def test_dilation_equals_the_dense_reference(kind, config):
+    n = 41
+    x = ids(n, seed=2)
+    model = tiny(kind)
+    got = lfviz_logits(model, x, config)
+    model.set_attn_implementation("lfviz_test_dense_reference")
+    specs = config.resolve(2, 4)
+    with torch.no_grad(), longformer_pattern(specs, config.global_tokens):
+        want = model(x).logits
+    torch.testing.assert_close(got, want, atol=TOL, rtol=0)
+
+
+def test_captured_rows_sum_to_one_per_query_head():
+    n, cfg = 33, AttentionConfig(window=8, dilation=[1, [1, 2, 1, 3]], global_tokens=(0, 1))
+    session = CaptureSession(None, torch.float32, None)
+    lfviz_logits(tiny("llama"), ids(n, seed=3), cfg, session)
+    assert session.capture.captured_layers == [0, 1]
+    for layer in (0, 1):
+        w = session.capture.weights(layer)
+        assert w.band.shape == (4, n, 9) and w.dilation == ((1, 1, 1, 1) if layer == 0 else (1, 2, 1, 3))
+        dense = weights_to_dense(w)  # (H, n, n)
+        torch.testing.assert_close(dense.sum(-1), torch.ones(4, n), atol=1e-5, rtol=0)
+        assert not torch.triu(dense, diagonal=1).any()  # nothing after the query
+
+
+def test_running_without_a_pattern_says_what_to_do():
+    model = tiny("llama")
+    model.set_attn_implementation(ATTENTION)
+    with pytest.raises(RuntimeError, match="longformer_pattern"):
+        model(ids(5))
