@@ -54,7 +54,8 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     B = block or _block_size(w, m)
     nb = -(-m // B)
     mp = nb * B
-    L = B + 2 * w
+    right = 0 if causal else w  # keys after the block's last row that a row may see
+    L = B + w + right  # the key window of a block: [b*B - w, b*B + B + right)
     G = gk.shape[1]
     dev = q.device
     need_weights = need_weights or lse is not None
@@ -62,11 +63,11 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     sdt = torch.float32 if lse is not None else q.dtype
 
     qb = F.pad(q, (0, 0, 0, mp - m)).view(Bt, h, nb, B, hd)
-    kp = F.pad(k, (0, 0, w, mp - m + w))  # (Bt, h, mp + 2w, hd): block b's keys start at row b * B
-    okp = F.pad(key_ok, (w, mp - m + w), value=False)  # (Bt, mp + 2w)
+    kp = F.pad(k, (0, 0, w, mp - m + right))  # (Bt, h, mp + w + right, hd): block b's keys start at row b * B
+    okp = F.pad(key_ok, (w, mp - m + right), value=False)  # (Bt, mp + w + right)
     r = torch.arange(B, device=dev).view(B, 1)
     c = torch.arange(L, device=dev).view(1, L)
-    outside = (c < r) | (c > r + (w if causal else 2 * w))  # (B, L): key offset c - r - w beyond [-w, w] (or > 0)
+    outside = (c < r) | (c > r + w + right)  # (B, L): key offset c - r - w beyond [-w, w] (causal: [-w, 0])
     masked = outside.view(1, 1, B, L) | ~okp.unfold(1, L, B).view(Bt, nb, 1, L)  # (Bt, nb, B, L), made once
 
     chunk_bytes = chunk_bytes or CHUNK_BYTES.get(dev.type, CHUNK_BYTES["cpu"])
@@ -75,7 +76,7 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     if G:
         kbuf[..., L:, :] = gk.view(1, h, 1, G, hd)
     if lse is None:
-        vp = F.pad(v, (0, 0, w, mp - m + w))
+        vp = F.pad(v, (0, 0, w, mp - m + right))
         vbuf = q.new_empty(Bt, h, cb, L + G, hd)
         if G:
             vbuf[..., L:, :] = gv.view(1, h, 1, G, hd)
@@ -85,10 +86,13 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         lse = F.pad(lse.masked_fill(lse == float("-inf"), float("inf")), (0, mp - m)).view(Bt, h, nb, B, 1)
         out = None
     # captured weights are written once, straight in their storage dtype (fp16 halves that traffic)
-    band = torch.empty(Bt, h, nb, B, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
+    # causal: only offsets -w..0 are computed; the right half of the band layout stays 0
+    band = (torch.zeros if causal else torch.empty)(Bt, h, nb, B, 2 * w + 1, device=dev, dtype=weights_dtype) \
+        if need_weights else None
+    width = w + 1 + right  # band columns the window holds
     to_global = torch.empty(Bt, h, nb, B, G, device=dev, dtype=weights_dtype) if need_weights else None
     if need_weights:
-        received = torch.zeros(Bt, h, mp + 2 * w, device=dev)  # padded key axis, like kp
+        received = torch.zeros(Bt, h, mp + 2 * w, device=dev)  # the padded key axis of kp (and room to spare)
         rows_ok = F.pad(key_ok, (0, mp - m), value=False).view(Bt, 1, nb, 1, B).float()
         # block b's window starts at padded key b * B: where its column sums land in `received`
         window_keys = torch.arange(nb, device=dev).view(nb, 1) * B + torch.arange(L, device=dev)  # (nb, L)
@@ -116,8 +120,8 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
             probs = scores.sub_(lse[:, :, c0:c1]).exp_()
         if need_weights:
             s = probs.stride()  # band cell (r, c) is window cell (r, r + c)
-            band[:, :, c0:c1] = probs.as_strided((Bt, h, nc, B, 2 * w + 1), (s[0], s[1], s[2], s[3] + 1, 1),
-                                                 probs.storage_offset())
+            band[:, :, c0:c1, :, :width] = probs.as_strided((Bt, h, nc, B, width), (s[0], s[1], s[2], s[3] + 1, 1),
+                                                            probs.storage_offset())
             to_global[:, :, c0:c1] = probs[..., L:]
             col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., :L])[..., 0, :]  # (Bt, h, nc, L)
             received.index_add_(2, window_keys[c0:c1].flatten(), col.flatten(2))  # overlapping windows add up

@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 from transformers import (AutoTokenizer, LongformerConfig, LongformerForMaskedLM, LongformerForQuestionAnswering,
                           LongformerForSequenceClassification, LongformerModel)
 
+from .causal_runner import CausalRunner
 from .convert import convert_bert_dir
 from .runner import Runner
+from .smollm2 import NOTE as SMOLLM2_NOTE
+from .smollm2 import SMOLLM2, load_smollm2
 
 EMBEDDED = "embedded"
 EMBEDDED_NOTE = ("all-MiniLM-L6-v2 (6 layers, 12 heads, hidden 384) converted to a Longformer with the paper's "
@@ -86,14 +90,18 @@ def _fetch(model_id: str) -> Path:
 
 
 def load_runner(model: str = EMBEDDED, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
-                max_tokens: int = 4096) -> Runner:
-    """model: "embedded" (max_tokens 4096 or 16384), a local folder, or a Hub id of a Longformer checkpoint.
+                max_tokens: int = 4096, progress: Callable[[str], None] | None = None) -> Runner | CausalRunner:
+    """model: "embedded" (max_tokens 4096 or 16384), "smollm2" (a causal language model, see `smollm2.py`), a
+    local folder, or a Hub id of a Longformer checkpoint.
 
     A folder holding a plain BERT checkpoint is converted the same way as the embedded model.
-    dtype: None = float32 on the CPU, float16 on CUDA.
+    dtype: None = float32 on the CPU, float16 on CUDA. progress: told what a slow first load is doing.
     """
     dev = resolve_device(device)
     dtype = dtype or (torch.float16 if dev.type == "cuda" else torch.float32)
+    if isinstance(model, str) and model.strip() == SMOLLM2:
+        net, tokenizer = load_smollm2(dev, dtype, progress)
+        return CausalRunner(SMOLLM2, net, tokenizer, dev, SMOLLM2_NOTE)
     if not isinstance(model, str) or not model.strip():
         raise ValueError("model is empty: give 'embedded', a local folder, or a Hub id like allenai/longformer-base-4096")
     model = model.strip()

@@ -1,0 +1,141 @@
+"""The causal-LM runner: tokenize, run a Hugging Face causal LM under lfviz's causal Longformer pattern (window,
+dilation, sink/global tokens), capture attention per query head, and predict the next token everywhere.
+
+Predictions of a causal LM (kind "next-token"): the perplexity of the text (exp of the mean next-token loss over
+tokens 1..n-1), and the top-k tokens that would come next after the text; token_scores holds each token's loss
+(nats; NaN for the first token, which nothing predicts), the strip laid over the text.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from ..config import AttentionConfig
+from .capture import Capture, CaptureSession
+from .causal_lm import ATTENTION, longformer_pattern
+from .predictions import Predictions
+from .result import RunResult
+from .runner import Tokenized
+
+
+def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """(n,) float32 next-token loss of each token given the ones before it (nats); position 0 is NaN."""
+    loss = F.cross_entropy(logits[:-1].float(), input_ids[1:], reduction="none")
+    return torch.cat([loss.new_full((1,), float("nan")), loss])
+
+
+def perplexity(losses, start: int = 1, stop: int | None = None) -> float:
+    """exp(mean loss) over tokens [start, stop) (token 0 has no loss)."""
+    region = torch.as_tensor(losses, dtype=torch.float64)[max(1, start):stop]
+    return float(region.mean().exp()) if len(region) else float("nan")
+
+
+class CausalRunner:
+    """A loaded causal LM ready to run; shared safely between threads (the pattern is per call and per thread).
+    Logits are the decoder's last hidden state through the output head (no logit soft-capping: Llama, Mistral,
+    Qwen2 and SmolLM2 have none)."""
+
+    task = "causal-lm"
+
+    def __init__(self, model_id: str, model, tokenizer, device: torch.device, description: str = ""):
+        if model.config._attn_implementation != ATTENTION:
+            model.set_attn_implementation(ATTENTION)
+        self.model_id, self.model, self.tokenizer, self.device = model_id, model, tokenizer, device
+        self.description, self.converted = description, True  # trained with full attention, not this pattern
+        self.config = model.config
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_hidden_layers
+
+    @property
+    def num_heads(self) -> int:
+        """Query heads: dilation is set per query head, and captures have one row set per query head."""
+        return self.config.num_attention_heads
+
+    @property
+    def max_tokens(self) -> int:
+        return self.config.max_position_embeddings
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def device_description(self) -> str:
+        where = f"GPU ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "CPU"
+        return f"{where}, {str(self.dtype).replace('torch.', '')}, blocked kernel (causal)"
+
+    def tokenize(self, text: str, question: str | None = None) -> Tokenized:
+        """The text's tokens as the model reads them (no special tokens added: SmolLM2 adds no BOS); a question
+        is put before the text. Longer than the model's positions: cut, with a note."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the text is empty: paste or upload a document with some words in it")
+        full = f"{question.strip()}\n\n{text}" if question and question.strip() else text
+        enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=self.tokenizer.is_fast,
+                             verbose=False)
+        ids = list(enc["input_ids"])
+        if not ids:
+            raise ValueError("the text has no readable characters: paste or upload a document with some words in it")
+        shift = len(full) - len(text)  # offsets into `text`: the question's own tokens get (0, 0)
+        offsets = [(max(0, s - shift), max(0, e - shift)) if s >= shift else (0, 0)
+                   for s, e in enc["offset_mapping"]] if self.tokenizer.is_fast else None
+        question_tokens = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if s < shift] if shift and offsets else []
+        notes = []
+        if len(ids) > self.max_tokens:
+            notes.append(f"Truncated: the text has {len(ids):,} tokens but {self.model_id} has positions for "
+                         f"{self.max_tokens:,}: only the first {self.max_tokens:,} tokens are used")
+            ids, offsets = ids[:self.max_tokens], offsets[:self.max_tokens] if offsets else None
+            question_tokens = [q for q in question_tokens if q < self.max_tokens]
+        tokens = self.tokenizer.convert_ids_to_tokens(ids)
+        return Tokenized(ids, tokens, offsets, [True] * len(ids), question_tokens, None, notes)
+
+    def run(self, text: str | None = None, *, input_ids=None, config: AttentionConfig | None = None, queries=(),
+            question: str | None = None, capture: bool = True, capture_layers=None,
+            capture_dtype: torch.dtype = torch.float32, keep_on_device: bool = False,
+            output_hidden_states: bool = False, top_k: int = 5) -> RunResult:
+        """Run one text with one configuration (default: window 512, i.e. 256 previous tokens, no sink).
+        Same arguments as `Runner.run`; queries are ignored (a language model predicts the text itself)."""
+        config = config if config is not None else AttentionConfig()
+        if (text is None) == (input_ids is None):
+            raise ValueError("give either text=... or input_ids=..., not both and not neither")
+        if text is not None:
+            t = self.tokenize(text, question)
+        else:
+            ids = [int(i) for i in (input_ids.tolist() if torch.is_tensor(input_ids) else input_ids)]
+            if not ids or len(ids) > self.max_tokens:
+                raise ValueError(f"input_ids must hold 1 to {self.max_tokens:,} token ids, got {len(ids):,}")
+            t = Tokenized(ids, self.tokenizer.convert_ids_to_tokens(ids), None, [True] * len(ids), [], None, [])
+        for note in t.warnings:
+            warnings.warn(note, stacklevel=2)
+        specs = config.resolve(self.num_layers, self.num_heads)
+        global_tokens = config.check_globals(len(t.input_ids))
+        ids = torch.tensor(t.input_ids, dtype=torch.long, device=self.device)
+        session = None
+        if capture:
+            if capture_layers is not None and not all(0 <= l < self.num_layers for l in capture_layers):
+                raise ValueError(f"capture layers {sorted(capture_layers)} do not exist: the model has layers "
+                                 f"0..{self.num_layers - 1}")
+            session = CaptureSession(capture_layers, capture_dtype, None if keep_on_device else torch.device("cpu"))
+        with torch.inference_mode(), longformer_pattern(specs, global_tokens, session):
+            # the decoder and the output head apart: the last hidden state without keeping every layer's
+            out = self.model.get_decoder()(ids[None], output_hidden_states=output_hidden_states)
+            logits = self.model.get_output_embeddings()(out.last_hidden_state)[0]  # (n, V)
+        losses = token_losses(logits, ids)
+        probs = torch.softmax(logits[-1].float(), -1).topk(top_k)
+        rows = [{"label": "perplexity", "score": perplexity(losses.tolist())}]
+        rows += [{"label": f"next: {self.tokenizer.decode([int(i)])!r}", "score": float(p), "token": int(i)}
+                 for p, i in zip(probs.values, probs.indices)]
+        predictions = Predictions("next-token", rows, [losses.tolist()], ["next-token loss (nats)"],
+                                  note="perplexity of the text; the strip is each token's loss given the ones before it")
+        hs = tuple(h[0].float().cpu() for h in out.hidden_states) if output_hidden_states else None
+        return RunResult(t.tokens, t.input_ids, out.last_hidden_state[0].float().cpu(),
+                         session.capture if session else Capture(), predictions, config, self.model_id,
+                         list(t.warnings), hs, t.offsets, text, [], question)
+
+    def suggest_global_tokens(self, text: str, question: str | None = None) -> tuple[int, ...]:
+        """The usual sinks of a sliding-window LM: the first four tokens."""
+        return tuple(range(min(4, len(self.tokenize(text, question).input_ids))))
