@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..model.causal_runner import perplexity
 from .headstats import received
 
 
@@ -37,3 +38,17 @@ def token_strip_values(result) -> tuple[list[float], str]:
         return p.token_scores[0], f"Tokens by similarity to '{p.token_score_labels[0][:50]}'"
     last = result.capture.weights(result.capture.captured_layers[-1])
     return received(last).mean(0).tolist(), "Tokens by attention received (last layer)"
+
+
+def loss_increase(base, variant) -> list[float]:
+    """Per token: the variant's next-token loss minus the baseline's (nats; > 0 where the variant predicts that
+    token worse, e.g. a window against full attention). Both runs of a causal LM on the same tokens."""
+    (a,), (b,) = base.predictions.token_scores, variant.predictions.token_scores
+    if len(a) != len(b):
+        raise ValueError(f"the runs have {len(a)} and {len(b)} tokens: compare runs of the same text")
+    return [y - x for x, y in zip(a, b)]
+
+
+def region_perplexity(result, start: int = 1, stop: int | None = None) -> float:
+    """Perplexity of a causal LM's run over tokens [start, stop): exp of their mean next-token loss."""
+    return perplexity(result.predictions.token_scores[0], start, stop)

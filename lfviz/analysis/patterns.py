@@ -15,10 +15,11 @@ from ..attention.layout import band_key_index
 from ..config import LayerSpec
 
 
-def longformer_pairs(spec: LayerSpec, n: int, global_tokens=(), head: int = 0):
+def longformer_pairs(spec: LayerSpec, n: int, global_tokens=(), head: int = 0, causal: bool = False):
     """(rows, cols) int arrays of every attended (query, key) pair of one head, built from the band layout.
 
-    Band cells are exactly the predicate's local pairs; global rows/columns are added once.
+    Band cells are exactly the predicate's local pairs; global rows/columns are added once; causal keeps the
+    pairs with key <= query (a language model's pattern).
     """
     spec = spec.for_length(n)  # a window wider than the text lists no more pairs, and must not cost more
     keys = band_key_index(n, spec.window, spec.dilation[head : head + 1])[0]  # (n, W+1)
@@ -33,7 +34,11 @@ def longformer_pairs(spec: LayerSpec, n: int, global_tokens=(), head: int = 0):
         ng = (~is_global).nonzero().flatten()
         r += [ng.repeat_interleave(len(g)), g.repeat_interleave(n)]  # non-global rows -> global columns,
         c += [g.repeat(len(ng)), torch.arange(n).repeat(len(g))]     # global rows -> every column
-    return torch.cat(r).numpy(), torch.cat(c).numpy()
+    rows_, cols_ = torch.cat(r), torch.cat(c)
+    if causal:
+        keep = cols_ <= rows_
+        rows_, cols_ = rows_[keep], cols_[keep]
+    return rows_.numpy(), cols_.numpy()
 
 
 def density(rows: np.ndarray, cols: np.ndarray, n: int, cells: int = 256) -> np.ndarray:
@@ -118,7 +123,7 @@ def layer_costs(spec: LayerSpec, n: int, num_heads: int, global_tokens=(), block
     return costs
 
 
-def _band_spread(reached: np.ndarray, w: int, d: int) -> np.ndarray:
+def _band_spread(reached: np.ndarray, w: int, d: int, causal: bool = False) -> np.ndarray:
     """(n,) bool: positions i with some reached j = i + k*d, |k| <= w (the band of dilation d), exactly: a sliding
     window over each residue class i mod d, by prefix sums (O(n), whatever the window)."""
     n = len(reached)
@@ -128,16 +133,18 @@ def _band_spread(reached: np.ndarray, w: int, d: int) -> np.ndarray:
     cls = cls.reshape(m, d)  # column r: class r's slots in order
     csum = np.vstack([np.zeros((1, d), np.int64), np.cumsum(cls, axis=0)])  # (m + 1, d)
     t = np.arange(m)
-    hits = csum[np.minimum(t + w + 1, m)] - csum[np.maximum(t - w, 0)]  # (m, d): reached slots in [t - w, t + w]
+    # (m, d): reached slots in [t - w, t + w]; causal: i receives from keys at or before it, [t - w, t]
+    hits = csum[np.minimum(t + (0 if causal else w) + 1, m)] - csum[np.maximum(t - w, 0)]
     return (hits > 0).reshape(-1)[:n]
 
 
-def reach_sets(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None
-               ) -> list[np.ndarray]:
+def reach_sets(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None,
+               causal: bool = False) -> list[np.ndarray]:
     """Which tokens have received token `source`'s information: one (n,) bool array for the input (the source
     alone) and one after each layer. Token i receives from j at a layer if i attends j there in some head
     (`mask.attends`): non-global i from its band keys (every head's dilation) and from every global token; a
-    global token from everything. Exact, and O(n) per layer and dilation."""
+    global token from everything (causal: from keys at or before it only, so information flows forward). Exact,
+    and O(n) per layer and dilation."""
     source = n // 2 if source is None else source
     if not 0 <= source < n:
         raise ValueError(f"source token {source} is out of range (0..{n - 1})")
@@ -149,11 +156,18 @@ def reach_sets(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: i
         spec = spec.for_length(n)
         new = reached.copy()
         for d in set(spec.dilation):
-            new |= _band_spread(reached, min(spec.one_sided, (n - 1) // d), d)
+            new |= _band_spread(reached, min(spec.one_sided, (n - 1) // d), d, causal)
         if len(glob):
-            if reached[glob].any():
-                new[:] = True  # every token attends the global tokens
-            new[glob] = True  # global tokens attend everything (something is always reached)
+            idx = np.flatnonzero(reached)
+            if causal:
+                hit = glob[reached[glob]]
+                if len(hit):
+                    new[hit.min():] = True  # every later token attends a reached global token
+                new[glob[glob >= idx[0]]] = True  # a global token attends everything at or before it
+            else:
+                if reached[glob].any():
+                    new[:] = True  # every token attends the global tokens
+                new[glob] = True  # global tokens attend everything (something is always reached)
         reached = new
         out.append(reached)
     return out

@@ -6,8 +6,8 @@ import difflib
 import re
 
 MAX_PRESET = 512  # more global tokens than this is almost never what a user wants from one click
-PRESETS = ("first token", "question tokens", "sentence starts", "every k-th token", "tokens matching a word",
-           "tokens matching a regex")
+PRESETS = ("first token", "first k tokens (sinks)", "question tokens", "sentence starts", "every k-th token",
+           "tokens matching a word", "tokens matching a regex")
 
 
 def every_kth(n: int, k: int, start: int = 0) -> tuple[int, ...]:
@@ -79,6 +79,8 @@ def preset_positions(kind: str, tokens: list[str], offsets: list[tuple[int, int]
     """The positions one of PRESETS picks in a tokenized document; ValueError saying what to fix."""
     if kind == "first token":
         return (0,)
+    if kind == "first k tokens (sinks)":  # what sliding-window language models keep visible to every token
+        return tuple(range(min(int(k), len(tokens), MAX_PRESET)))
     if kind == "question tokens":
         return tuple(question_tokens)[:MAX_PRESET]
     if kind == "sentence starts":

@@ -49,8 +49,9 @@ def test_preset_positions_dispatch_every_preset(embedded):
     assert pick("every k-th token", k=7) == tuple(range(0, len(t.tokens), 7))
     assert [t.tokens[i] for i in pick("tokens matching a word", pattern="fees")] == ["fees"]
     assert [t.tokens[i] for i in pick("tokens matching a regex", pattern=r"budg\w+")] == ["budget"]
-    assert set(presets.PRESETS) == {"first token", "question tokens", "sentence starts", "every k-th token",
-                                    "tokens matching a word", "tokens matching a regex"}
+    assert pick("first k tokens (sinks)", k=4) == (0, 1, 2, 3)
+    assert set(presets.PRESETS) == {"first token", "first k tokens (sinks)", "question tokens", "sentence starts",
+                                    "every k-th token", "tokens matching a word", "tokens matching a regex"}
     with pytest.raises(ValueError, match="unknown preset 'middle'"):
         pick("middle")
     with pytest.raises(ValueError, match="empty"):

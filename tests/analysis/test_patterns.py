@@ -46,14 +46,14 @@ def test_layer_costs_order():
     assert "BigBird" not in {c.name for c in patterns.layer_costs(LayerSpec(8, (1,)), 100, 1)}
 
 
-def reach_by_matrix_powers(specs, n, global_tokens, source):
+def reach_by_matrix_powers(specs, n, global_tokens, source, causal=False):
     """Plain reference: token i holds the source's information after a layer if it attends (any head, the mask
     predicate) a token that held it before."""
     reached = np.zeros(n, dtype=bool)
     reached[source] = True
     out = [reached]
     for spec in specs:
-        attends = dense_mask(spec, n, global_tokens).any(0).numpy()  # (n, n), any head
+        attends = dense_mask(spec, n, global_tokens, causal=causal).any(0).numpy()  # (n, n), any head
         reached = reached | (attends.astype(int) @ reached.astype(int) > 0)
         out.append(reached)
     return out
@@ -67,12 +67,25 @@ def reach_by_matrix_powers(specs, n, global_tokens, source):
     (100, [1, 1], (), 9, 4),            # window wider than the text
     (4, [7, 7], (), 30, 29),
 ])
-def test_reach_sets_equal_matrix_powers_of_the_mask(window, dilation, global_tokens, n, source):
+@pytest.mark.parametrize("causal", [False, True])
+def test_reach_sets_equal_matrix_powers_of_the_mask(window, dilation, global_tokens, n, source, causal):
     H = max(len(d) if isinstance(d, list) else 1 for d in dilation)
     specs = AttentionConfig(window=window, dilation=dilation).resolve(len(dilation), H)
-    got = patterns.reach_sets(specs, n, global_tokens, source)
-    want = reach_by_matrix_powers(specs, n, global_tokens, source)
+    got = patterns.reach_sets(specs, n, global_tokens, source, causal)
+    want = reach_by_matrix_powers(specs, n, global_tokens, source, causal)
     assert [g.tolist() for g in got] == [w.tolist() for w in want]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("window, dilation, global_tokens, n", [(8, (1,), (), 30), (6, (3,), (0, 17), 41),
+                                                                (100, (2,), (5,), 20)])
+def test_longformer_pairs_are_the_mask(window, dilation, global_tokens, n, causal):
+    spec = LayerSpec(window, dilation)
+    rows, cols = patterns.longformer_pairs(spec, n, global_tokens, causal=causal)
+    dense = np.zeros((n, n), dtype=bool)
+    dense[rows, cols] = True
+    assert len(rows) == dense.sum()  # each pair once
+    assert (dense == dense_mask(spec, n, global_tokens, causal=causal)[0].numpy()).all()
 
 
 def test_runs_and_the_reached_set_after_one_layer_with_a_global_token():

@@ -117,3 +117,29 @@ def test_running_without_a_pattern_says_what_to_do():
     model.set_attn_implementation(ATTENTION)
     with pytest.raises(RuntimeError, match="longformer_pattern"):
         model(ids(5))
+
+
+def test_loss_increase_and_region_perplexity_compare_two_runs():
+    import math
+
+    from lfviz.analysis.compare import loss_increase, region_perplexity
+    from lfviz.analysis.presets import preset_positions
+    from lfviz.model.causal_runner import CausalRunner
+    from transformers import AutoTokenizer
+    from lfviz.model.loading import embedded_model_dir
+
+    runner = CausalRunner("tiny-llama", tiny("llama"), AutoTokenizer.from_pretrained(embedded_model_dir()),
+                          torch.device("cpu"))
+    x = ids(60, seed=4)[0].tolist()
+    full = runner.run(input_ids=x, config=AttentionConfig(window=120), capture=False)
+    narrow = runner.run(input_ids=x, config=AttentionConfig(window=4), capture=False)
+    sinks = preset_positions("first k tokens (sinks)", full.tokens, k=4)
+    assert sinks == (0, 1, 2, 3)
+    with_sinks = runner.run(input_ids=x, config=AttentionConfig(window=4, global_tokens=sinks), capture=False)
+    up = loss_increase(full, narrow)
+    assert math.isnan(up[0]) and all(abs(u) < 1e-5 for u in up[1:4])  # the first tokens see the same keys
+    assert max(up[4:]) > 1e-3  # later ones lost context
+    assert region_perplexity(full) == pytest.approx(full.predictions.rows[0]["score"])
+    losses = full.predictions.token_scores[0]
+    assert region_perplexity(full, 10, 20) == pytest.approx(math.exp(sum(losses[10:20]) / 10))
+    assert loss_increase(narrow, with_sinks) != [0.0] * 60
