@@ -28,6 +28,8 @@ with right:
     document.sample_picker()
 with left:
     document.document_editor()
+    if runner is not None and cache.is_causal(runner):
+        st.caption("A language model predicts the text itself: queries are not used; a question is put before the text.")
 
 if runner is not None:
     document.token_summary(runner)

@@ -27,8 +27,9 @@ lab.baseline_controls(cfg, baseline_cfg, baseline_kind)
 if baseline is None:
     st.stop()
 if runner.converted and all(spec.one_sided * min(spec.dilation) >= variant.n - 1 for spec in specs):
-    st.info("Every layer's window covers the whole document, so global tokens change nothing here: this "
-            "converted model's global projections are copies of its local ones. Narrow the window (sidebar or "
-            "'Window and dilation per layer') to see what global tokens do.")
+    st.info("Every layer's window covers the whole document, so global tokens change nothing here: "
+            + ("every token already sees every earlier one. " if cache.is_causal(runner) else
+               "this converted model's global projections are copies of its local ones. ")
+            + "Narrow the window (sidebar or 'Window and dilation per layer') to see what global tokens do.")
 lab.comparison(baseline, variant)
 lab.sweep_panel(runner, variant, cfg)

@@ -16,6 +16,7 @@ st.caption("Which query attends which key under the sidebar's configuration (lay
 runner, cfg = cache.current_runner(), cache.current_config()
 if runner is None or cfg is None:
     st.stop()
+causal = cache.is_causal(runner)  # a language model: keys at or before each query
 text = ss.get("document", "")
 if not text.strip():
     st.info("No document yet: pick a sample or paste text on the Document page.")
@@ -36,6 +37,7 @@ layer, head = int(ss["layer"]), int(ss["head"])
 start, stop, cells, block, num_random = pattern.view_controls(n)
 span = f"positions {start}–{stop - 1}" + ("" if (start, stop) == (0, n) else f" of {n}")
 st.subheader(f"{n:,} tokens - {span}")
-pattern.side_by_side(specs[layer], layer, head, n, tokens, global_tokens, start, stop, cells, block, num_random)
-pattern.cost_section(specs, n, runner.num_heads, global_tokens, block, num_random)
-pattern.receptive_field(specs, n, global_tokens)
+pattern.side_by_side(specs[layer], layer, head, n, tokens, global_tokens, start, stop, cells, block, num_random,
+                     causal)
+pattern.cost_section(specs, n, runner.num_heads, global_tokens, block, num_random, causal)
+pattern.receptive_field(specs, n, global_tokens, causal)

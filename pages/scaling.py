@@ -18,6 +18,11 @@ runner = cache.current_runner()
 config = cache.current_config()
 if runner is None or config is None:
     st.stop()
+if cache.is_causal(runner):
+    st.info(f"{runner.model_id} is a causal language model: this page measures encoders (lfviz's encoder, dense "
+            "SDPA and Hugging Face's LongformerModel on the same weights). For SmolLM2 against Hugging Face, see "
+            "bench/causal_bench.py and bench/README.md. Pick an embedded model on the Document page to measure here.")
+    st.stop()
 lengths, methods, repeats, device = scaling.controls(runner)
 
 # A callback records the click, so a rerun before the body runs (routing) cannot lose it.

@@ -34,6 +34,8 @@ def token_strip_values(result) -> tuple[list[float], str]:
     """Per-token scores for the lab's token strip and their title: similarity to the first query (or to the
     document) when the model gives one, else the attention each token receives in the last captured layer."""
     p = result.predictions
+    if p.token_scores and p.kind == "next-token":
+        return p.token_scores[0], "Tokens by next-token loss (nats; higher = harder to predict from what came before)"
     if p.token_scores:
         return p.token_scores[0], f"Tokens by similarity to '{p.token_score_labels[0][:50]}'"
     last = result.capture.weights(result.capture.captured_layers[-1])

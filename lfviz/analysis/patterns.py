@@ -105,13 +105,15 @@ class PatternCost:
 
 
 def layer_costs(spec: LayerSpec, n: int, num_heads: int, global_tokens=(), block: int = 64,
-                num_random: int = 3) -> list[PatternCost]:
-    """Longformer vs full vs BigBird for one layer (pairs of head 0; memory for all heads, fp32)."""
+                num_random: int = 3, causal: bool = False) -> list[PatternCost]:
+    """Longformer vs full vs BigBird for one layer (pairs of head 0; memory for all heads, fp32). causal: the
+    Longformer and full patterns keep keys at or before the query (BigBird stays bidirectional, as HF has it)."""
     G = len(global_tokens)
     spec = spec.for_length(n)  # what lfviz stores: the band is never wider than the text
-    lf = len(longformer_pairs(spec, n, global_tokens)[0])
+    lf = len(longformer_pairs(spec, n, global_tokens, causal=causal)[0])
+    full = n * (n + 1) // 2 if causal else n * n
     costs = [PatternCost("Longformer", lf, lf / n**2, num_heads * 4 * (n * (spec.window + 1 + G) + G * n)),
-             PatternCost("full", n * n, 1.0, num_heads * 4 * n * n)]
+             PatternCost("full", full, full / n**2, num_heads * 4 * n * n)]
     try:
         blocks = bigbird_blocks(n, block, num_random)
         size = [min(n, (b + 1) * block) - b * block for b in range(len(blocks))]  # the last block may be short
@@ -194,20 +196,20 @@ def _dilation_text(spec: LayerSpec) -> str:
 
 
 def costs_frame(specs: tuple[LayerSpec, ...], n: int, num_heads: int, global_tokens=(), block: int = 64,
-                num_random: int = 3) -> pd.DataFrame:
+                num_random: int = 3, causal: bool = False) -> pd.DataFrame:
     """One row per (layer, pattern): attended pairs per head, their share of n^2, and the fp32 attention scores
     all heads of the layer store (MiB). BigBird rows are missing when n is below its minimum length."""
     rows = []
     for layer, spec in enumerate(specs):
-        for c in layer_costs(spec, n, num_heads, global_tokens, block, num_random):
+        for c in layer_costs(spec, n, num_heads, global_tokens, block, num_random, causal):
             rows.append({"layer": layer, "window": spec.window, "dilation": _dilation_text(spec), "pattern": c.name,
                          "pairs per head": c.pairs, "share of n²": round(c.share, 5),
                          "score memory (MiB)": round(c.score_bytes / 2**20, 3)})
     return pd.DataFrame(rows)
 
 
-def reach_curves(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None
-                 ) -> dict[str, list[list[tuple[int, int]]]]:
+def reach_curves(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None,
+                 causal: bool = False) -> dict[str, list[list[tuple[int, int]]]]:
     """The runs of positions reached (`runs` of `reach_sets`) after 0, 1, ..., L layers, for the current
     configuration, the same without global tokens (only when it has some), and full attention. Entry 0 is the
     source alone."""
@@ -217,7 +219,7 @@ def reach_curves(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source:
     if global_tokens:
         configs["without global tokens"] = (specs, ())
     configs["full attention"] = (full, ())
-    return {name: [runs(r) for r in reach_sets(s, n, g, source)] for name, (s, g) in configs.items()}
+    return {name: [runs(r) for r in reach_sets(s, n, g, source, causal)] for name, (s, g) in configs.items()}
 
 
 def layers_to_cover(curve: list[list[tuple[int, int]]], n: int) -> int | None:

@@ -84,6 +84,11 @@ def current_runner() -> Runner | None:
         return None
 
 
+def is_causal(runner) -> bool:
+    """A causal language model (keys at or before each query; the window counts previous tokens)."""
+    return getattr(runner, "task", None) == "causal-lm"
+
+
 FIELDS = ("window", "dilation", "global")  # the configuration's text fields, as the sidebar holds them
 
 

@@ -147,7 +147,8 @@ def pattern_thumbnail(runner, cfg) -> None:
         return
     n = len(tokens)
     spec = cfg.resolve(runner.num_layers, runner.num_heads)[int(ss["layer"])]
-    (z, edges), pairs = pattern.longformer_cells(spec, n, cfg.check_globals(n), int(ss["head"]), 0, n, 64)
+    (z, edges), pairs = pattern.longformer_cells(spec, n, cfg.check_globals(n), int(ss["head"]), 0, n, 64,
+                                                 cache.is_causal(runner))
     st.plotly_chart(pattern_heatmap(z, edges, f"This configuration on this text: {pairs / n**2:.1%} of pairs",
                                     ticks=4, height=260, global_tokens=cfg.global_tokens),
                     key="doc_pattern", width="stretch")

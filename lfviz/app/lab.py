@@ -30,6 +30,8 @@ METRIC_WORDS = {  # what the lab's numbers mean, in plain words, where they appe
     "fill-mask": "score = the probability the model gives that token at the mask",
     "question-answering": "score = the probability of that answer span",
     "classification": "score = the probability of that label",
+    "next-token": "perplexity = exp of the mean next-token loss over the text (lower = the model predicts the text "
+                  "better); next: '...' = the probability of that token coming right after the text",
     "TV": "TV distance (bars) = how much of the attention the tokens receive moved to other tokens: 0 the same, "
           "1 all of it",
     "cos": "1 - cos (line) = how far each token's hidden state turned, averaged over tokens: 0 the same "

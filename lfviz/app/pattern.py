@@ -19,8 +19,8 @@ def tokens(model: str, text: str, question: str | None):
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def longformer_cells(spec, n, global_tokens, head, start, stop, cells):
-    rows, cols = patterns.longformer_pairs(spec, n, global_tokens, head)
+def longformer_cells(spec, n, global_tokens, head, start, stop, cells, causal=False):
+    rows, cols = patterns.longformer_pairs(spec, n, global_tokens, head, causal)
     return figs.pattern_cells(rows, cols, n, start, stop, cells), len(rows)
 
 
@@ -31,13 +31,13 @@ def bigbird_cells(n, block, num_random, start, stop, cells):
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def costs(specs, n, num_heads, global_tokens, block, num_random):
-    return patterns.costs_frame(specs, n, num_heads, global_tokens, block, num_random)
+def costs(specs, n, num_heads, global_tokens, block, num_random, causal=False):
+    return patterns.costs_frame(specs, n, num_heads, global_tokens, block, num_random, causal)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def reach(specs, n, global_tokens, source):
-    return patterns.reach_curves(specs, n, global_tokens, source)
+def reach(specs, n, global_tokens, source, causal=False):
+    return patterns.reach_curves(specs, n, global_tokens, source, causal)
 
 
 def view_controls(n: int) -> tuple[int, int, int, int, int]:
@@ -64,11 +64,12 @@ def view_controls(n: int) -> tuple[int, int, int, int, int]:
 
 
 def side_by_side(spec, layer: int, head: int, n: int, tokens_: list[str], global_tokens, start: int, stop: int,
-                 cells: int, block: int, num_random: int) -> None:
-    """Longformer (this layer and head), full attention and BigBird, as pictures of the same span."""
+                 cells: int, block: int, num_random: int, causal: bool = False) -> None:
+    """Longformer (this layer and head), full attention and BigBird, as pictures of the same span; causal: the
+    model's own patterns keep only keys at or before each query."""
     with st.spinner("Computing patterns..."):
-        (lf_z, edges), lf_pairs = longformer_cells(spec, n, global_tokens, head, start, stop, cells)
-        full_z, _ = figs.full_cells(n, start, stop, cells)
+        (lf_z, edges), lf_pairs = longformer_cells(spec, n, global_tokens, head, start, stop, cells, causal)
+        full_z, _ = figs.full_cells(n, start, stop, cells, causal)
     size = int(edges[1] - edges[0])
     labels = tokens_ if size == 1 else None
     cell_note = ("One cell per token (hover shows the token)" if size == 1 else
@@ -81,16 +82,22 @@ def side_by_side(spec, layer: int, head: int, n: int, tokens_: list[str], global
             f"{len(global_tokens)} global - {lf_pairs / n**2:.1%} of n² pairs</sup>", labels,
             global_tokens=global_tokens),
             key="pattern_longformer", width="stretch")
-        st.caption(f"The current configuration. Each query attends {spec.one_sided} neighbours on each side"
+        st.caption((f"The current configuration, causal: each token attends itself and {spec.one_sided} previous "
+                    "tokens" if causal else
+                    f"The current configuration. Each query attends {spec.one_sided} neighbours on each side")
                    + (f", only every {d}-th position (gaps between them: zoom in to see them)" if d > 1 else "")
                    + "; global tokens (" + (", ".join(map(str, global_tokens[:10])) or "none")
                    + ("..." if len(global_tokens) > 10 else "") + ") light up a whole row (they attend "
-                   f"everything) and a whole column (everything attends them). {cell_note}.")
+                   + ("everything before them) and a column below them (every later token attends them: a sink). "
+                      if causal else "everything) and a whole column (everything attends them). ") + f"{cell_note}.")
     with mid:
-        st.plotly_chart(figs.pattern_heatmap(full_z, edges, "Full attention<br><sup>every pair - 100% of pairs</sup>",
-                                             labels), key="pattern_full", width="stretch")
-        st.caption(f"BERT-style attention: every token attends every token, n² = {n * n:,} pairs per head. Cost "
-                   "and memory grow with the square of the length.")
+        title = ("Full causal attention<br><sup>every earlier key - about 50% of pairs</sup>" if causal else
+                 "Full attention<br><sup>every pair - 100% of pairs</sup>")
+        st.plotly_chart(figs.pattern_heatmap(full_z, edges, title, labels), key="pattern_full", width="stretch")
+        st.caption((f"What the model was trained with: every token attends every earlier token, n(n+1)/2 = "
+                    f"{n * (n + 1) // 2:,} pairs per head." if causal else
+                    f"BERT-style attention: every token attends every token, n² = {n * n:,} pairs per head.")
+                   + " Cost and memory grow with the square of the length.")
     with right:
         minimum = patterns.bigbird_min_length(block, num_random)
         if n < minimum:
@@ -106,14 +113,17 @@ def side_by_side(spec, layer: int, head: int, n: int, tokens_: list[str], global
             f"{bb_pairs / n**2:.1%} of n² pairs</sup>", labels), key="pattern_bigbird", width="stretch")
         st.caption(f"BigBird (ITC): tokens in blocks of {block}; each block attends its own and the two "
                    f"neighbouring blocks (window), the first and last block (global, which also attend "
-                   f"everything) and {num_random} random blocks (fixed seed).")
+                   f"everything) and {num_random} random blocks (fixed seed)."
+                   + (" Drawn bidirectional, as Hugging Face implements it: a causal model would keep the lower "
+                      "triangle." if causal else ""))
 
 
-def cost_section(specs, n: int, num_heads: int, global_tokens, block: int, num_random: int) -> None:
+def cost_section(specs, n: int, num_heads: int, global_tokens, block: int, num_random: int,
+                 causal: bool = False) -> None:
     """Attended pairs and score memory per layer and pattern: chart, table, CSV."""
     st.subheader("Cost per layer")
     with st.spinner("Counting attended pairs per layer..."):
-        table = costs(specs, n, num_heads, global_tokens, block, num_random)
+        table = costs(specs, n, num_heads, global_tokens, block, num_random, causal)
     st.caption("Attended (query, key) pairs per head and the memory the attention scores take in one layer (fp32, "
                f"all {num_heads} heads) as each method stores them: Longformer a band of window + 1 columns "
                "plus the global columns and rows, full attention n x n, BigBird its blocks."
@@ -127,14 +137,14 @@ def cost_section(specs, n: int, num_heads: int, global_tokens, block: int, num_r
                        key="pattern_costs_csv")
 
 
-def receptive_field(specs, n: int, global_tokens) -> None:
+def receptive_field(specs, n: int, global_tokens, causal: bool = False) -> None:
     """How far a chosen token's information travels, layer by layer, with and without global tokens."""
     st.subheader("Receptive field")
     st.number_input("Source token", 0, n - 1, step=1, key="pattern_source",
                     help="Whose information to follow: after each layer, which positions could have received it?")
     source = int(st.session_state["pattern_source"])
     with st.spinner("Following the source token through the layers..."):
-        curves = reach(specs, n, global_tokens, source)
+        curves = reach(specs, n, global_tokens, source, causal)
     st.plotly_chart(figs.reach_figure(curves, n, source), key="pattern_reach", width="stretch")
     summary = []
     for name, layers in curves.items():

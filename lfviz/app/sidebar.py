@@ -10,7 +10,7 @@ import streamlit as st
 
 from ..analysis.presets import remap_positions
 from ..textspec import format_positions, parse_positions
-from .cache import FIELDS, check_fields, config_error, current_config, current_runner, document_tokens
+from .cache import FIELDS, check_fields, config_error, current_config, current_runner, document_tokens, is_causal
 from .state import sync_query_params
 
 LABELS = {
@@ -53,6 +53,10 @@ def _field(name: str) -> None:
     if name not in errors and ss.get(key) != ss[name]:
         ss[key] = ss[name]
     label, help_ = LABELS[name]
+    if name == "window" and is_causal(current_runner()):
+        label, help_ = ("Window (even; a token sees window/2 previous tokens; one per layer with commas)",
+                        "A causal model: 256 means each token sees itself and the 128 tokens before it (plus the "
+                        "global tokens before it, its sinks). '256,256,512,...' sets each layer.")
     st.text_input(label, key=key, help=help_, on_change=_typed, args=(name,))
     if name in errors:
         st.error(f"{errors[name][1]}. Still in force: {ss[name]!r}.")

@@ -13,7 +13,8 @@ from ..samples import list_samples
 from ..textspec import config_from_text
 
 MODEL_CHOICES = {"embedded": "Embedded MiniLM, converted (4,096 tokens)",
-                 "embedded-16k": "Embedded MiniLM, converted (16,384 tokens)"}
+                 "embedded-16k": "Embedded MiniLM, converted (16,384 tokens)",
+                 "smollm2": "SmolLM2-135M-Instruct: a causal language model, 4-bit (8,192 tokens)"}
 URL_KEYS = ("model", "sample", "window", "dilation", "global", "layer", "head", "queries", "question", "tab")
 CUSTOM_TEXT_NOTE = ("The sender's link was made on their own text, which a link cannot carry (only samples travel "
                     "in links): this is the default sample with their settings, so global token positions may land on "

@@ -53,10 +53,21 @@ def pattern_cells(rows: np.ndarray, cols: np.ndarray, n: int, start: int = 0, st
     return z * (s * s) / np.outer(sizes, sizes), edges
 
 
-def full_cells(n: int, start: int = 0, stop: int | None = None, max_cells: int = 256):
-    """`pattern_cells` of full attention (every pair attended), without listing n^2 pairs."""
+def full_cells(n: int, start: int = 0, stop: int | None = None, max_cells: int = 256, causal: bool = False):
+    """`pattern_cells` of full attention (every pair attended; causal: every key at or before the query), without
+    listing n^2 pairs."""
     edges = cell_edges(start, _check_span(n, start, stop), max_cells)
-    return np.ones((len(edges) - 1,) * 2), edges
+    k = len(edges) - 1
+    if not causal:
+        return np.ones((k, k)), edges
+    q = np.arange(edges[0], edges[-1])  # one row per query position in the span
+    cell_of = np.searchsorted(edges, q, side="right") - 1
+    lo, hi = edges[:-1], edges[1:]  # key cells [lo, hi)
+    seen = np.clip(q[:, None] - lo[None, :] + 1, 0, hi - lo)  # (span, k): keys of each cell at or before q
+    counts = np.zeros((k, k))
+    np.add.at(counts, cell_of, seen)
+    sizes = (hi - lo).astype(float)
+    return counts / np.outer(sizes, sizes), edges
 
 
 def cell_labels(edges: np.ndarray, tokens: list[str] | None = None) -> list[str]:

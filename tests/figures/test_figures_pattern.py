@@ -125,3 +125,22 @@ def test_global_rows_and_columns_stay_visible_at_whole_document_zoom():
     assert len(lines) == 4 and all(sh.line.width >= 2 for sh in fig.layout.shapes)  # 5000 is outside the text
     zoomed, zedges = figs.pattern_cells(*patterns.longformer_pairs(spec, n, (0, 1000)), n, 990, 1010)
     assert len(figs.pattern_heatmap(zoomed, zedges, "t", global_tokens=(0, 1000)).layout.shapes) == 2  # 0 is off-span
+
+
+@pytest.mark.parametrize("n, start, stop, cells", [(10, 0, None, 10), (300, 0, None, 7), (1000, 100, 400, 64)])
+def test_causal_full_cells_are_the_lower_triangle(n, start, stop, cells):
+    z, edges = figs.full_cells(n, start, stop, cells, causal=True)
+    lower = np.tril(np.ones((n, n), dtype=bool))
+    want = block_means(lower, edges) if start == 0 and stop is None else \
+        block_means(lower[start:stop, start:stop], edges - start)
+    assert np.allclose(z, want)
+    rows, cols = patterns.longformer_pairs(LayerSpec(2 * n, (1,)), n, causal=True)
+    assert np.allclose(figs.pattern_cells(rows, cols, n, start, stop, cells)[0], z)
+
+
+def test_causal_costs_count_half_the_pairs():
+    spec = LayerSpec(64, (1,))
+    causal = {c.name: c for c in patterns.layer_costs(spec, 800, 4, (0,), causal=True)}
+    both = {c.name: c for c in patterns.layer_costs(spec, 800, 4, (0,))}
+    assert causal["full"].pairs == 800 * 801 // 2 and causal["Longformer"].pairs < both["Longformer"].pairs
+    assert causal["BigBird"].pairs == both["BigBird"].pairs

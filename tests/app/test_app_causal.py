@@ -1,0 +1,46 @@
+"""AppTest: SmolLM2 (a causal LM) in the app: every page runs, the Pattern page draws the causal band (nothing
+above the diagonal), the lab compares perplexity, the Scaling page says what it measures."""
+import numpy as np
+import pytest
+
+from apptools import PAGES, chart, new_app, values
+
+pytestmark = pytest.mark.slow
+DOC = "The keeper lit the lamp at dusk and climbed down at dawn. " * 20  # ~260 tokens
+
+
+@pytest.fixture(scope="module")
+def app():
+    at = new_app(300)
+    at.session_state["document"], at.session_state["sample"] = DOC, "custom"
+    at.session_state["model"], at.session_state["window"], at.session_state["global"] = "smollm2", "32", "0, 1, 2, 3"
+    return at.run()
+
+
+def test_every_page_runs_on_a_causal_model(app):
+    assert not app.exception and "previous tokens" in app.sidebar.text_input(key="sidebar_window").label
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not app.exception and not app.error, (page, app.exception, [e.value for e in app.error])
+
+
+def test_the_pattern_is_causal(app):
+    app.switch_page("pages/pattern.py").run()
+    z = values(chart(app, "Longformer")["data"][0]["z"])
+    assert np.triu(z, k=1).max() == 0 and z.diagonal().min() > 0  # keys at or before each query only
+    full = values(chart(app, "Full causal attention")["data"][0]["z"])
+    assert np.triu(full, k=1).max() == 0 and full.min() == 0
+    assert any("causal: each token attends itself and 16 previous tokens" in c.value for c in app.caption)
+
+
+def test_the_lab_compares_perplexity(app):
+    app.switch_page("pages/global_lab.py").run()
+    bars = chart(app, "baseline vs variant")
+    assert bars["data"][0]["x"][0] == "perplexity"
+    assert "next-token loss" in chart(app, "Tokens by next-token loss")["layout"]["title"]["text"]
+    assert any("perplexity = exp of the mean next-token loss" in c.value for c in app.caption)
+
+
+def test_scaling_says_it_measures_encoders(app):
+    app.switch_page("pages/scaling.py").run()
+    assert any("causal language model" in i.value for i in app.info)
