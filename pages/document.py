@@ -36,5 +36,5 @@ if runner is not None:
 if cfg is not None:
     document.configuration_words(cfg)
 if runner is not None and cfg is not None and ss["document"].strip():
-    document.export_panel(runner)
+    document.export_panel()
 document.import_panel()

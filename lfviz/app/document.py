@@ -154,7 +154,7 @@ def pattern_thumbnail(runner, cfg) -> None:
                     key="doc_pattern", width="stretch")
 
 
-def export_panel(runner) -> None:
+def export_panel() -> None:
     """Download the current run as .safetensors: its size shown before preparing, fewer layers or no hidden
     states to shrink it, and never more than the app itself can open again (MAX_EXPORT_MB)."""
     ss = st.session_state
