@@ -32,4 +32,6 @@ if runner.converted and all(spec.one_sided * min(spec.dilation) >= variant.n - 1
                "this converted model's global projections are copies of its local ones. ")
             + "Narrow the window (sidebar or 'Window and dilation per layer') to see what global tokens do.")
 lab.comparison(baseline, variant)
+if cache.is_causal(runner):
+    lab.window_cost_panel(variant)
 lab.sweep_panel(runner, variant, cfg)

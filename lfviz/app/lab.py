@@ -9,13 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis import presets
-from ..analysis.compare import attention_change, hidden_change, token_strip_values
+from ..analysis.compare import (attention_change, hidden_change, loss_increase, region_perplexity,
+                                token_strip_values)
 from ..analysis.sweep import WINDOWS, position_points, sweep_global_position, sweep_window, window_points
 from ..config import AttentionConfig
 from ..figures import lab as figs
 from ..model.predictions import diff_predictions
 from ..textspec import format_dilation, format_positions, format_window, layer_settings_text
-from . import state
+from . import cache, state
 from .token_text import token_text
 
 
@@ -171,6 +172,25 @@ def comparison(baseline, variant) -> None:
                                        hidden_change(baseline.hidden_states, variant.hidden_states)),
                     key="lab_layers_chart", width="stretch")
     st.caption(f"{METRIC_WORDS['TV']}. {METRIC_WORDS['cos']}. Changes below {figs.NOISE:g} are rounding, drawn as 0.")
+
+
+def window_cost_panel(variant) -> None:
+    """A causal LM: where the pattern hurts. Each token's loss increase over full causal attention (same weights),
+    and the perplexity of a chosen region under both."""
+    ss = st.session_state
+    full = cache.run_document(AttentionConfig(window=2 * variant.n))  # every earlier token: how it was trained
+    if full is None:
+        return
+    st.subheader("Where the window hurts: loss against full attention")
+    up = loss_increase(full, variant)
+    st.plotly_chart(figs.loss_increase_strip(variant.tokens, up, "Next-token loss, variant minus full causal "
+                                             "attention (red: predicted worse)"), key="lab_loss_up", width="stretch")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    start = c1.number_input("Region from token", 1, variant.n - 1 if variant.n > 1 else 1, 1, key="lab_region_start")
+    stop = c2.number_input("to token (excluded)", int(start) + 1, variant.n, variant.n, key="lab_region_stop")
+    ours, theirs = region_perplexity(variant, int(start), int(stop)), region_perplexity(full, int(start), int(stop))
+    c3.metric(f"Perplexity of tokens {int(start)}-{int(stop) - 1}", f"{ours:.2f}", f"{ours - theirs:+.2f} vs full "
+              f"attention ({theirs:.2f})", delta_color="inverse")
 
 
 def sweep_panel(runner, variant, cfg: AttentionConfig) -> None:

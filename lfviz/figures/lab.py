@@ -41,6 +41,21 @@ def drag_selects(fig: go.Figure) -> go.Figure:
     return go.Figure(data=fig.data, layout=layout, _validate=False)
 
 
+def loss_increase_strip(tokens: list[str], increase: list[float], title: str) -> go.Figure:
+    """Per token, how much harder the variant finds it to predict than full attention does (nats; > 0 worse,
+    red; < 0 better, blue). NaN (the first token, which nothing predicts) is left out."""
+    x = np.arange(len(tokens))
+    y = np.round(np.asarray(increase, dtype=float), 4)
+    cls = go.Scattergl if len(tokens) > WEBGL_ABOVE else go.Scatter
+    fig = go.Figure(cls(x=x, y=y, mode="markers", text=tokens, name="loss increase",
+                        marker=dict(size=5, color=np.where(np.nan_to_num(y) > 0, GLOBAL_COLOR, TOKEN_COLOR)),
+                        hovertemplate="%{x}: %{text}<br>%{y:+.3f} nats<extra></extra>"))
+    fig.add_hline(y=0, line_color="#555555", line_width=1)
+    fig.update_layout(title=title, xaxis_title="token position", yaxis_title="loss increase (nats)", height=300,
+                      margin=dict(l=50, r=10, t=50, b=40), showlegend=False)
+    return fig
+
+
 def prediction_bars(diff_rows: list[dict], top: int = 10) -> go.Figure:
     """Baseline vs variant score per label (grouped bars), labels in baseline order."""
     rows = diff_rows[:top]

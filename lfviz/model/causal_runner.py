@@ -90,8 +90,11 @@ class CausalRunner:
                          f"{self.max_tokens:,}: only the first {self.max_tokens:,} tokens are used")
             ids, offsets = ids[:self.max_tokens], offsets[:self.max_tokens] if offsets else None
             question_tokens = [q for q in question_tokens if q < self.max_tokens]
-        tokens = self.tokenizer.convert_ids_to_tokens(ids)
-        return Tokenized(ids, tokens, offsets, [True] * len(ids), question_tokens, None, notes)
+        return Tokenized(ids, self.token_strings(ids), offsets, [True] * len(ids), question_tokens, None, notes)
+
+    def token_strings(self, ids) -> list[str]:
+        """Each token as the text it stands for (byte-level BPE's "Ġ" shown as the space it is)."""
+        return [self.tokenizer.convert_tokens_to_string([t]) for t in self.tokenizer.convert_ids_to_tokens(ids)]
 
     def run(self, text: str | None = None, *, input_ids=None, config: AttentionConfig | None = None, queries=(),
             question: str | None = None, capture: bool = True, capture_layers=None,
@@ -108,7 +111,7 @@ class CausalRunner:
             ids = [int(i) for i in (input_ids.tolist() if torch.is_tensor(input_ids) else input_ids)]
             if not ids or len(ids) > self.max_tokens:
                 raise ValueError(f"input_ids must hold 1 to {self.max_tokens:,} token ids, got {len(ids):,}")
-            t = Tokenized(ids, self.tokenizer.convert_ids_to_tokens(ids), None, [True] * len(ids), [], None, [])
+            t = Tokenized(ids, self.token_strings(ids), None, [True] * len(ids), [], None, [])
         for note in t.warnings:
             warnings.warn(note, stacklevel=2)
         specs = config.resolve(self.num_layers, self.num_heads)

@@ -41,6 +41,19 @@ def test_the_lab_compares_perplexity(app):
     assert any("perplexity = exp of the mean next-token loss" in c.value for c in app.caption)
 
 
+def test_the_lab_shows_where_the_window_hurts(app):
+    app.switch_page("pages/global_lab.py").run()
+    strip = chart(app, "variant minus full causal attention")
+    up = values(strip["data"][0]["y"])
+    assert np.isnan(up[0]) and np.nanmax(up) > 0.01  # window 32 loses context somewhere
+    assert np.allclose(up[1:17], 0, atol=2e-3)  # the first tokens see everything before them anyway
+    metric = next(m for m in app.metric if m.label.startswith("Perplexity of tokens"))
+    app.number_input(key="lab_region_start").set_value(100).run()
+    assert next(m for m in app.metric if m.label.startswith("Perplexity of tokens 100-")).value != metric.value
+    tokens = values(chart(app, "Tokens by next-token loss")["data"][0]["text"])
+    assert not any("Ġ" in t for t in tokens)  # byte-level BPE shown as text
+
+
 def test_scaling_says_it_measures_encoders(app):
     app.switch_page("pages/scaling.py").run()
     assert any("causal language model" in i.value for i in app.info)
