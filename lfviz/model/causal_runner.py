@@ -18,7 +18,7 @@ from .capture import Capture, CaptureSession
 from .causal_lm import ATTENTION, longformer_pattern
 from .predictions import Predictions
 from .result import RunResult
-from .runner import Tokenized
+from .runner import Tokenized, device_label
 
 
 def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -66,8 +66,7 @@ class CausalRunner:
 
     @property
     def device_description(self) -> str:
-        where = f"GPU ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "CPU"
-        return f"{where}, {str(self.dtype).replace('torch.', '')}, blocked kernel (causal)"
+        return f"{device_label(self.device)}, {str(self.dtype).replace('torch.', '')}, blocked kernel (causal)"
 
     def tokenize(self, text: str, question: str | None = None) -> Tokenized:
         """The text's tokens as the model reads them (no special tokens added: SmolLM2 adds no BOS); a question

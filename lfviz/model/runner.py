@@ -15,6 +15,11 @@ from .encoder import LongformerEncoder
 from .result import RunResult
 
 
+def device_label(device: torch.device) -> str:
+    """"CPU", or "GPU (<its name>)"."""
+    return f"GPU ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "CPU"
+
+
 @dataclass
 class Tokenized:
     input_ids: list[int]
@@ -62,8 +67,7 @@ class Runner:
         """Where and how attention runs, e.g. "GPU (NVIDIA H100 80GB HBM3), float16, FlexAttention"."""
         kernel = {"flex": "FlexAttention", "blocked": "blocked kernel"}[
             resolve_impl("auto", self.device, self.config.hidden_size // self.num_heads)]
-        where = f"GPU ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "CPU"
-        return f"{where}, {str(self.dtype).replace('torch.', '')}, {kernel}"
+        return f"{device_label(self.device)}, {str(self.dtype).replace('torch.', '')}, {kernel}"
 
     # -- input ----------------------------------------------------------------------------------------------------
     def tokenize(self, text: str, question: str | None = None) -> Tokenized:
