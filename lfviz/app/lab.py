@@ -191,6 +191,15 @@ def window_cost_panel(variant) -> None:
     ours, theirs = region_perplexity(variant, int(start), int(stop)), region_perplexity(full, int(start), int(stop))
     c3.metric(f"Perplexity of tokens {int(start)}-{int(stop) - 1}", f"{ours:.2f}", f"{ours - theirs:+.2f} vs full "
               f"attention ({theirs:.2f})", delta_color="inverse")
+    at = int(st.number_input("What comes next after token", 0, variant.n - 1, min(variant.n - 1, 100),
+                             key="lab_next_at", help="The model's top guesses for the token after this one."))
+    nxt = variant.predictions.next_tokens, full.predictions.next_tokens
+    if nxt[0] and nxt[1]:
+        actual = variant.tokens[at + 1] if at + 1 < variant.n else "(end of text)"
+        st.caption(f"After token {at} {variant.tokens[at]!r}; the text goes on with {actual!r}.")
+        st.dataframe(pd.DataFrame({"variant": [w for w, _ in nxt[0][at]], "p (variant)": [p for _, p in nxt[0][at]],
+                                   "full attention": [w for w, _ in nxt[1][at]],
+                                   "p (full)": [p for _, p in nxt[1][at]]}), hide_index=True, key="lab_next_table")
 
 
 def sweep_panel(runner, variant, cfg: AttentionConfig) -> None:

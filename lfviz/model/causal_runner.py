@@ -127,12 +127,17 @@ class CausalRunner:
             out = self.model.get_decoder()(ids[None], output_hidden_states=output_hidden_states)
             logits = self.model.get_output_embeddings()(out.last_hidden_state)[0]  # (n, V)
         losses = token_losses(logits, ids)
-        probs = torch.softmax(logits[-1].float(), -1).topk(top_k)
+        # (n, k): what each position expects next; probabilities from the log-sum-exp, no second (n, V) tensor
+        top = logits.topk(top_k, dim=-1)
+        probs = (top.values.float() - torch.logsumexp(logits.float(), -1, keepdim=True)).exp()
+        words = self.token_strings(top.indices.flatten().tolist())
+        next_tokens = [[(words[i * top_k + j], round(float(p), 5)) for j, p in enumerate(row)]
+                       for i, row in enumerate(probs.tolist())]
         rows = [{"label": "perplexity", "score": perplexity(losses.tolist())}]
-        rows += [{"label": f"next: {self.tokenizer.decode([int(i)])!r}", "score": float(p), "token": int(i)}
-                 for p, i in zip(probs.values, probs.indices)]
+        rows += [{"label": f"next: {w!r}", "score": p} for w, p in next_tokens[-1]]
         predictions = Predictions("next-token", rows, [losses.tolist()], ["next-token loss (nats)"],
-                                  note="perplexity of the text; the strip is each token's loss given the ones before it")
+                                  note="perplexity of the text; the strip is each token's loss given the ones before it",
+                                  next_tokens=next_tokens)
         hs = tuple(h[0].float().cpu() for h in out.hidden_states) if output_hidden_states else None
         return RunResult(t.tokens, t.input_ids, out.last_hidden_state[0].float().cpu(),
                          session.capture if session else Capture(), predictions, config, self.model_id,

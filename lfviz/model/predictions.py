@@ -14,6 +14,8 @@ class Predictions:
     token_scores: similarity only, one list of n per-token scores per query (the match strip); with no query,
            one list: each token's similarity to the whole document.
     token_score_labels: what each list of token_scores is about.
+    next_tokens: next-token (causal LM) only: per position i, the top-k [token, probability] pairs the model
+           expects right after token i.
     """
 
     kind: str
@@ -21,6 +23,7 @@ class Predictions:
     token_scores: list[list[float]] | None = None
     token_score_labels: list[str] | None = None
     note: str = ""
+    next_tokens: list[list[tuple[str, float]]] | None = None
 
     def summary(self) -> dict[str, float]:
         """label -> score, the numbers to diff between a baseline and a variant."""

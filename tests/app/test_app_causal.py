@@ -50,6 +50,10 @@ def test_the_lab_shows_where_the_window_hurts(app):
     metric = next(m for m in app.metric if m.label.startswith("Perplexity of tokens"))
     app.number_input(key="lab_region_start").set_value(100).run()
     assert next(m for m in app.metric if m.label.startswith("Perplexity of tokens 100-")).value != metric.value
+    app.number_input(key="lab_next_at").set_value(5).run()
+    table = next(d.value for d in app.dataframe if "full attention" in d.value.columns)
+    assert len(table) == 5 and table["p (variant)"].is_monotonic_decreasing
+    assert any("After token 5" in c.value for c in app.caption)
     tokens = values(chart(app, "Tokens by next-token loss")["data"][0]["text"])
     assert not any("Ġ" in t for t in tokens)  # byte-level BPE shown as text
 

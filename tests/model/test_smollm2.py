@@ -64,6 +64,9 @@ def test_captures_per_query_head_sum_to_one(runner):
         dense = weights_to_dense(res.capture.weights(layer))
         torch.testing.assert_close(dense.sum(-1), torch.ones(9, res.n), atol=1e-5, rtol=0)
         assert not torch.triu(dense, diagonal=1).any()
+    nxt = res.predictions.next_tokens
+    assert len(nxt) == res.n and len(nxt[0]) == 5 and nxt[0][0][1] >= nxt[0][1][1]
+    assert res.predictions.rows[1]["label"] == f"next: {nxt[-1][0][0]!r}"  # after the text: the last position's
     losses = res.predictions.token_scores[0]
     assert len(losses) == res.n and losses[0] != losses[0]  # NaN: nothing predicts the first token
     assert res.predictions.rows[0]["score"] == pytest.approx(perplexity(losses))
