@@ -124,23 +124,20 @@ def check_fields(fields: dict[str, str]) -> AttentionConfig:
     return cfg
 
 
-def current_config() -> AttentionConfig | None:
-    """The configuration in force: the sidebar's fields when they are valid, else the last valid one (the
-    sidebar shows the error once, next to the field that caused it). None only before anything was valid."""
+def config_in_force() -> tuple[AttentionConfig | None, str | None]:
+    """(the configuration in force, why the fields as they stand cannot be used or None). In force: the
+    sidebar's fields when they are valid, else the last valid ones (the sidebar shows the error once, next to the
+    field that caused it); None only before anything was valid."""
     ss = st.session_state
     try:
         cfg = check_fields({k: ss[k] for k in FIELDS})
-    except ValueError:
-        good = ss.get("_good_fields")
-        return None if good is None else config_from_text(*(good[k] for k in FIELDS))
-    ss["_good_fields"] = {k: ss[k] for k in FIELDS}
-    return cfg
-
-
-def config_error() -> str | None:
-    """Why the fields as they stand cannot be used (None when they can)."""
-    try:
-        check_fields({k: st.session_state[k] for k in FIELDS})
-        return None
     except ValueError as e:
-        return str(e)
+        good = ss.get("_good_fields")
+        return (None if good is None else config_from_text(*(good[k] for k in FIELDS))), str(e)
+    ss["_good_fields"] = {k: ss[k] for k in FIELDS}
+    return cfg, None
+
+
+def current_config() -> AttentionConfig | None:
+    """The configuration in force (see `config_in_force`)."""
+    return config_in_force()[0]

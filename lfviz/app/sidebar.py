@@ -10,7 +10,7 @@ import streamlit as st
 
 from ..analysis.presets import remap_positions
 from ..textspec import format_positions, parse_positions
-from .cache import FIELDS, check_fields, config_error, current_config, current_runner, document_tokens, is_causal
+from .cache import FIELDS, check_fields, config_in_force, current_runner, document_tokens, is_causal
 from .state import sync_query_params
 
 LABELS = {
@@ -96,8 +96,7 @@ def sidebar() -> None:
             ss["head"] = min(max(int(ss.get("head", 0)), 0), runner.num_heads - 1)
             _synced(st.number_input, "layer", "Layer", 0, runner.num_layers - 1, step=1)
             _synced(st.number_input, "head", "Head", 0, runner.num_heads - 1, step=1)
-        problem = config_error()
-        cfg = current_config()
+        cfg, problem = config_in_force()
         if problem:
             st.error(f"Configuration not used: {problem}." + (" The last valid one stays in force." if cfg else ""))
         if cfg is not None and cfg.uses_dilation and runner is not None and runner.converted:
