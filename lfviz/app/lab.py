@@ -17,7 +17,7 @@ from ..figures import lab as figs
 from ..model.predictions import diff_predictions
 from ..textspec import format_dilation, format_positions, format_window, layer_settings_text
 from . import cache, state
-from .token_text import token_text
+from .token_text import token_text, value_text
 
 
 BASELINES = {
@@ -183,16 +183,24 @@ def window_cost_panel(variant) -> None:
         return
     st.subheader("Where the window hurts: loss against full attention")
     up = loss_increase(full, variant)
-    st.plotly_chart(figs.loss_increase_strip(variant.tokens, up, "Next-token loss, variant minus full causal "
-                                             "attention (red: predicted worse)"), key="lab_loss_up", width="stretch")
+    st.caption("Each token's next-token loss under the variant minus under full causal attention (same weights), "
+               "laid over the text: red = predicted worse, blue = better, stronger = more; hover for the nats. "
+               "Click a token to see what the model expects after it.")
+    clicked = value_text(variant, up, "lab_loss_text", click="see what comes next",
+                         global_tokens=variant.config.global_tokens)
+    if clicked is not None:
+        ss["lab_next_at"] = clicked
+    ss["lab_next_at"] = min(int(ss.get("lab_next_at", 100)), variant.n - 1)  # a shorter text: still a token of it
+    st.plotly_chart(figs.loss_increase_strip(variant.tokens, up, "The same by position (nats)"), key="lab_loss_up",
+                    width="stretch")
     c1, c2, c3 = st.columns([1, 1, 2])
     start = c1.number_input("Region from token", 1, variant.n - 1 if variant.n > 1 else 1, 1, key="lab_region_start")
     stop = c2.number_input("to token (excluded)", int(start) + 1, variant.n, variant.n, key="lab_region_stop")
     ours, theirs = region_perplexity(variant, int(start), int(stop)), region_perplexity(full, int(start), int(stop))
     c3.metric(f"Perplexity of tokens {int(start)}-{int(stop) - 1}", f"{ours:.2f}", f"{ours - theirs:+.2f} vs full "
               f"attention ({theirs:.2f})", delta_color="inverse")
-    at = int(st.number_input("What comes next after token", 0, variant.n - 1, min(variant.n - 1, 100),
-                             key="lab_next_at", help="The model's top guesses for the token after this one."))
+    at = int(st.number_input("What comes next after token", 0, variant.n - 1, key="lab_next_at",
+                             help="The model's top guesses for the token after this one; or click the text above."))
     nxt = variant.predictions.next_tokens, full.predictions.next_tokens
     if nxt[0] and nxt[1]:
         actual = variant.tokens[at + 1] if at + 1 < variant.n else "(end of text)"

@@ -1,6 +1,8 @@
 """The document as clickable text: click a token to make it global (or local again); global tokens are
-highlighted, search matches underlined. A Streamlit v2 component: its JavaScript builds the spans with
-textContent (the document never goes in as HTML) and sends the clicked position back as a trigger value."""
+highlighted, search matches underlined. The same text as a map (`value_text`): each token's background says a
+value (where the window hurts), a click picks the token. A Streamlit v2 component: its JavaScript builds the spans
+with textContent and sets colours through the style object (the document never goes in as HTML), and sends the
+clicked position back as a trigger value."""
 from __future__ import annotations
 
 import streamlit as st
@@ -16,6 +18,7 @@ _CSS = """
 .lfviz-text span.tok { cursor: pointer; border-radius: 3px; }
 .lfviz-text span.tok:hover { background: rgba(31, 119, 180, 0.18); }
 .lfviz-text span.glob { background: #d62728; color: #fff; }
+.lfviz-text span.globv { outline: 2px solid #d62728; outline-offset: 1px; }
 .lfviz-text span.match { text-decoration: underline 2px #ff7f0e; }
 .lfviz-text span.special { color: #888; font-size: 0.8em; }
 """
@@ -25,14 +28,17 @@ export default function(component) {
   let box = parentElement.querySelector('.lfviz-text');
   if (!box) { box = document.createElement('div'); box.className = 'lfviz-text'; parentElement.appendChild(box); }
   box.replaceChildren();
-  for (const piece of (data || [])) {
+  const click = (data && data.click) || '';
+  for (const piece of ((data && data.pieces) || [])) {
     const lead = piece.t.match(/^\\s*/)[0];
     if (lead) box.appendChild(document.createTextNode(lead));
     const span = document.createElement('span');
     span.textContent = piece.t.slice(lead.length);
-    span.className = 'tok' + (piece.g ? ' glob' : '') + (piece.m ? ' match' : '') + (piece.s ? ' special' : '');
+    span.className = 'tok' + (piece.g ? (piece.v !== undefined ? ' globv' : ' glob') : '') + (piece.m ? ' match' : '') + (piece.s ? ' special' : '');
     span.dataset.p = String(piece.p);
-    span.title = piece.p + (piece.g ? ' (global: click to make it local)' : ' (click to make it global)');
+    if (piece.c) span.style.backgroundColor = piece.c;
+    if (piece.v !== undefined) span.title = piece.p + ': ' + piece.v + (click ? ' (click to ' + click + ')' : '');
+    else span.title = piece.p + (piece.g ? ' (global: click to make it local)' : ' (click to make it global)');
     span.onclick = () => setTriggerValue('clicked', piece.p);
     box.appendChild(span);
   }
@@ -59,6 +65,19 @@ def token_text(variant, global_tokens) -> None:
                                                                    if matches else ""))
     pieces = text_pieces(variant.tokens, variant.offsets, variant.text, first, first + MAX_SHOWN, global_tokens,
                          matches, variant.question)
-    result = _component(data=pieces, key="lab_text", on_clicked_change=lambda: None)
+    result = _component(data={"pieces": pieces}, key="lab_text", on_clicked_change=lambda: None)
     if result.clicked is not None:  # a trigger: set for the one run after the click
         state.request(**{"global": format_positions(presets.toggle(global_tokens, [int(result.clicked)]))})
+
+
+def value_text(result, values, key: str, click: str = "", global_tokens=(), value_format: str = "{:+.3f}"):
+    """`result`'s text with each token's background saying its value (red > 0, blue < 0; the hover gives the
+    number; global tokens keep their red box). Long texts page with a slider. Returns the clicked position for
+    the one run after a click, else None. `click` says in the hover what a click does."""
+    first = 0
+    if result.n > MAX_SHOWN:
+        first = st.slider("First token shown", 0, result.n - MAX_SHOWN, 0, step=50, key=f"{key}_start")
+    pieces = text_pieces(result.tokens, result.offsets, result.text, first, first + MAX_SHOWN, global_tokens,
+                         question=result.question, values=values, value_format=value_format)
+    out = _component(data={"pieces": pieces, "click": click}, key=key, on_clicked_change=lambda: None)
+    return None if out.clicked is None else int(out.clicked)

@@ -43,7 +43,8 @@ def test_the_lab_compares_perplexity(app):
 
 def test_the_lab_shows_where_the_window_hurts(app):
     app.switch_page("pages/global_lab.py").run()
-    strip = chart(app, "variant minus full causal attention")
+    assert any("laid over the text" in c.value for c in app.caption)  # the map over the text (browser-drawn)
+    strip = chart(app, "The same by position")
     up = values(strip["data"][0]["y"])
     assert np.isnan(up[0]) and np.nanmax(up) > 0.01  # window 32 loses context somewhere
     assert np.allclose(up[1:17], 0, atol=2e-3)  # the first tokens see everything before them anyway

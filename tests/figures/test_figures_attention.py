@@ -178,3 +178,21 @@ def test_text_pieces_read_as_the_document_and_mark_globals_and_matches():
                                         (0, 5)], "Hello", start=4, question="Who?")] == ["Hello"]
     no_offsets = text_pieces(["[CLS]", "a", "##b"], None, None)
     assert [p["t"] for p in no_offsets] == ["[CLS]", " a", "b"]
+
+
+def test_a_value_map_colours_each_token_by_its_value():
+    from lfviz.figures.token_text import text_pieces, value_colors
+
+    text = "one two three four"
+    tokens, offsets = ["one", "two", "three", "four"], [(0, 3), (4, 7), (8, 13), (14, 18)]
+    pieces = text_pieces(tokens, offsets, text, values=[float("nan"), 0.5, -0.25, 0.0])
+    assert [p["t"] for p in pieces] == ["one", " two", " three", " four"]  # still the text
+    assert [p["v"] for p in pieces] == ["n/a", "+0.500", "-0.250", "+0.000"]
+    assert pieces[0]["c"] is None and pieces[3]["c"] is None  # nothing to say: no colour
+    assert pieces[1]["c"].startswith("rgba(214, 39, 40") and pieces[2]["c"].startswith("rgba(31, 119, 180")
+    assert value_colors([1.0, 0.5, 100.0], scale=1.0) == ["rgba(214, 39, 40, 0.850)", "rgba(214, 39, 40, 0.500)",
+                                                          "rgba(214, 39, 40, 0.850)"]
+    window = text_pieces(tokens, offsets, text, start=2, values=[0.0, 1.0, 0.5, 0.0])
+    assert window[0]["c"].endswith("0.500)")  # scaled over the whole text, not the window shown
+    with pytest.raises(ValueError, match="one value per token"):
+        text_pieces(tokens, offsets, text, values=[1.0])

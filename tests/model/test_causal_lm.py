@@ -20,11 +20,11 @@ MODELS = {"llama": (LlamaConfig, LlamaForCausalLM), "mistral": (MistralConfig, M
           "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
 
 
-def tiny(kind: str, attn: str = "eager"):
+def tiny(kind: str, attn: str = "eager", **sizes):
     config_cls, model_cls = MODELS[kind]
     torch.manual_seed(0)
     extra = {"sliding_window": None} if kind in ("mistral", "qwen2") else {}
-    return model_cls(config_cls(**SIZES, **extra, attn_implementation=attn)).eval()
+    return model_cls(config_cls(**{**SIZES, **sizes}, **extra, attn_implementation=attn)).eval()
 
 
 def ids(n: int, seed: int = 0) -> torch.Tensor:
@@ -143,3 +143,24 @@ def test_loss_increase_and_region_perplexity_compare_two_runs():
     losses = full.predictions.token_scores[0]
     assert region_perplexity(full, 10, 20) == pytest.approx(math.exp(sum(losses[10:20]) / 10))
     assert loss_increase(narrow, with_sinks) != [0.0] * 60
+
+
+def test_sweeps_track_perplexity():
+    """The lab's sweeps on a causal LM: the label "perplexity" is tracked; the widest window is full attention."""
+    from lfviz.analysis.sweep import sweep_global_position, sweep_window
+    from lfviz.model.causal_runner import CausalRunner
+    from lfviz.model.loading import embedded_model_dir
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    runner = CausalRunner("tiny-llama", tiny("llama", vocab_size=tokenizer.vocab_size), tokenizer, torch.device("cpu"))
+    text = "the quick brown fox jumps over the lazy dog and then " * 4
+    full = runner.run(text, config=AttentionConfig(window=1024), capture=False).predictions.summary()["perplexity"]
+    rows = sweep_window(runner, text, AttentionConfig(), [2, 8, 1024], "perplexity")
+    assert [r["window"] for r in rows] == [2, 8, 1024] and rows[-1]["score"] == pytest.approx(full, rel=1e-5)
+    assert rows[0]["score"] != pytest.approx(full)  # a 1-token window predicts the text differently
+    cfg = AttentionConfig(window=4, global_tokens=(0,))
+    moved = sweep_global_position(runner, text, cfg, [5, 20], "perplexity", moving=0)
+    assert [r["position"] for r in moved] == [5, 20] and all(r["score"] > 1 for r in moved)
+    assert moved[0]["score"] == pytest.approx(runner.run(text, config=cfg.replace(global_tokens=(5,)),
+                                                         capture=False).predictions.summary()["perplexity"])
