@@ -37,3 +37,17 @@ def save_tiny(model_cls, path, tokenizer, **cfg):
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_causal(bert_tokenizer):
+    """A CausalRunner on a tiny random Llama (grouped-query attention) that reads the embedded tokenizer's ids."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lfviz.model.causal_runner import CausalRunner
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=bert_tokenizer.vocab_size, hidden_size=64, intermediate_size=96,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024)
+    return CausalRunner("tiny-llama", LlamaForCausalLM(config).eval(), bert_tokenizer, torch.device("cpu"))

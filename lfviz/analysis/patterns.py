@@ -125,9 +125,10 @@ def layer_costs(spec: LayerSpec, n: int, num_heads: int, global_tokens=(), block
     return costs
 
 
-def _band_spread(reached: np.ndarray, w: int, d: int, causal: bool = False) -> np.ndarray:
+def _band_spread(reached: np.ndarray, w: int, d: int, causal: bool = False, backward: bool = False) -> np.ndarray:
     """(n,) bool: positions i with some reached j = i + k*d, |k| <= w (the band of dilation d), exactly: a sliding
-    window over each residue class i mod d, by prefix sums (O(n), whatever the window)."""
+    window over each residue class i mod d, by prefix sums (O(n), whatever the window). Causal: k <= 0 (i reads
+    from j at or before it), or k >= 0 when `backward` (i is read by a reached j at or after it)."""
     n = len(reached)
     m = -(-n // d)
     cls = np.zeros(m * d, dtype=np.int64)
@@ -135,21 +136,24 @@ def _band_spread(reached: np.ndarray, w: int, d: int, causal: bool = False) -> n
     cls = cls.reshape(m, d)  # column r: class r's slots in order
     csum = np.vstack([np.zeros((1, d), np.int64), np.cumsum(cls, axis=0)])  # (m + 1, d)
     t = np.arange(m)
-    # (m, d): reached slots in [t - w, t + w]; causal: i receives from keys at or before it, [t - w, t]
-    hits = csum[np.minimum(t + (0 if causal else w) + 1, m)] - csum[np.maximum(t - w, 0)]
+    before, after = (0 if causal and backward else w), (0 if causal and not backward else w)
+    hits = csum[np.minimum(t + after + 1, m)] - csum[np.maximum(t - before, 0)]  # (m, d): reached in the window
     return (hits > 0).reshape(-1)[:n]
 
 
 def reach_sets(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None,
-               causal: bool = False) -> list[np.ndarray]:
+               causal: bool = False, backward: bool = False) -> list[np.ndarray]:
     """Which tokens have received token `source`'s information: one (n,) bool array for the input (the source
     alone) and one after each layer. Token i receives from j at a layer if i attends j there in some head
     (`mask.attends`): non-global i from its band keys (every head's dilation) and from every global token; a
-    global token from everything (causal: from keys at or before it only, so information flows forward). Exact,
-    and O(n) per layer and dilation."""
+    global token from everything (causal: from keys at or before it only, so information flows forward).
+    backward: the other way, which tokens' information `source` has received by each layer (its receptive
+    field); the same sets unless causal, as attending is symmetric without causality. Exact, and O(n) per layer
+    and dilation."""
     source = n // 2 if source is None else source
     if not 0 <= source < n:
         raise ValueError(f"source token {source} is out of range (0..{n - 1})")
+    backward = backward and causal
     reached = np.zeros(n, dtype=bool)
     reached[source] = True
     glob = np.array(sorted(global_tokens), dtype=np.int64)
@@ -158,10 +162,15 @@ def reach_sets(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: i
         spec = spec.for_length(n)
         new = reached.copy()
         for d in set(spec.dilation):
-            new |= _band_spread(reached, min(spec.one_sided, (n - 1) // d), d, causal)
+            new |= _band_spread(reached, min(spec.one_sided, (n - 1) // d), d, causal, backward)
         if len(glob):
             idx = np.flatnonzero(reached)
-            if causal:
+            if backward:  # reached i reads every global key at or before it; a reached global reads all before it
+                new[glob[glob <= idx[-1]]] = True
+                hit = glob[reached[glob]]
+                if len(hit):
+                    new[:hit.max() + 1] = True
+            elif causal:
                 hit = glob[reached[glob]]
                 if len(hit):
                     new[hit.min():] = True  # every later token attends a reached global token

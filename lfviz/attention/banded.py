@@ -14,6 +14,7 @@ import torch
 from ..config import LayerSpec
 from . import flex
 from .blocked import blocked_local
+from .dense import dense_attention, is_full
 from .indexing import positions
 from .layout import AttentionWeights
 
@@ -46,6 +47,7 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     impl:     the band + global columns part: "blocked" (`blocked.py`), "flex" (FlexAttention, `flex.py`)
               or "auto" (flex on a CUDA GPU, blocked elsewhere). The global rows are computed here either way.
               Causal attention runs on the blocked kernel (FlexAttention's causal layout is not written yet).
+              "auto" without weights on a window that covers the text (full attention): `dense.py`.
     causal:   keys only at or before each query (`mask.attends`): a language model's attention. Then
               qg, kg, vg are the same projections as q, k, v (a causal LM has no global ones).
     scale:    query scaling (default 1 / sqrt(hd); some models use another).
@@ -72,7 +74,10 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
         global_ok = g_idx.view(1, G) <= torch.arange(n, device=dev).view(n, 1)  # (n, G)
     blocked = functools.partial(blocked_local, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype, block,
                                 causal, global_ok)
-    if chosen == "flex":
+    if impl == "auto" and not need_weights and is_full(spec.one_sided, spec.dilation, n):
+        # full attention (a window covering the text): the global columns are every key's local projection anyway
+        out = dense_attention(q, k, v, None if not padded else valid, causal, scale)
+    elif chosen == "flex":
         try:
             out, band, tog, rec = flex.flex_local(qs, k, v, band_ok, spec.one_sided, spec.dilation, gk, gv,
                                                   need_weights, weights_dtype, layout_key=layout_key)

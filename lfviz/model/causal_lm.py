@@ -51,6 +51,18 @@ def longformer_pattern(specs, global_tokens=(), capture: CaptureSession | None =
         _local.pattern = previous
 
 
+@contextmanager
+def query_key_probe(probe) -> Iterator[None]:
+    """Until the block ends, every `longformer_attention` call of this thread also hands its layer's queries and
+    keys to `probe(layer, q, k, scale)`: q (H, n, hd), k (H, n, hd) after RoPE, one key head per query head."""
+    previous = getattr(_local, "probe", None)
+    _local.probe = probe
+    try:
+        yield
+    finally:
+        _local.probe = previous
+
+
 def longformer_attention(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0, **kwargs):
     """An `AttentionInterface` function: query (1, H, n, hd), key/value (1, Hkv, n, hd) after RoPE. Returns the
     output as HF expects it, (1, n, H, hd), and no dense weights (captures go to the run's CaptureSession in the
@@ -68,6 +80,9 @@ def longformer_attention(module, query, key, value, attention_mask=None, scaling
     q = query[0]
     k = key[0].repeat_interleave(H // key.shape[1], dim=0)  # (H, n, hd): each kv head serves its query heads
     v = value[0].repeat_interleave(H // value.shape[1], dim=0)
+    probe = getattr(_local, "probe", None)
+    if probe is not None:
+        probe(layer, q, k, scaling if scaling is not None else hd ** -0.5)
     g = pattern.global_tokens
     session = pattern.session
     want = session is not None and session.wants(layer)

@@ -1,0 +1,45 @@
+"""The full-attention path (`dense.py`, taken by `banded_attention` when the window covers the text and no weights
+are wanted) equals the dense reference from the mask predicate: padding, global tokens, causal."""
+import pytest
+import torch
+
+from lfviz.attention import dense
+from lfviz.attention.banded import banded_attention
+from lfviz.attention.reference import reference_attention
+from lfviz.config import LayerSpec
+
+
+@pytest.mark.parametrize("n, window, global_tokens, n_pad, causal", [
+    (1, 2, (), 0, False),
+    (37, 80, (), 0, False),
+    (37, 72, (0, 5), 0, False),       # exactly full: one_sided = n - 1
+    (50, 200, (3,), 7, False),        # padding keys are never attended, padding rows are 0
+    (45, 100, (), 0, True),
+    (45, 100, (0, 1, 2, 3), 0, True),  # sinks under full causal attention: the causal mask is all there is
+    (30, 60, (2,), 4, True),          # causal and padding together
+])
+def test_full_window_equals_the_reference(monkeypatch, n, window, global_tokens, n_pad, causal):
+    monkeypatch.setattr(dense, "CHUNK_BYTES", 4 * 2 * 16 * 3)  # several query chunks even on tiny inputs
+    g = torch.Generator().manual_seed(n)
+    H, hd = 2, 8
+    q, k, v, qg, kg, vg = (torch.randn(H, n, hd, generator=g) for _ in range(6))
+    if causal:
+        qg, kg, vg = q, k, v
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[n - n_pad:] = False if n_pad else True
+    spec = LayerSpec(window, (1, 1))
+    assert dense.is_full(spec.for_length(n).one_sided, spec.dilation, n)
+    gt = tuple(global_tokens)
+    calls = []
+    monkeypatch.setattr("lfviz.attention.banded.dense_attention",
+                        lambda *a, **kw: calls.append(1) or dense.dense_attention(*a, **kw))
+    out, w = banded_attention(q, k, v, spec, gt, valid if n_pad else None, qg[:, list(gt)] if gt else None,
+                              kg if gt else None, vg if gt else None, causal=causal)
+    ref, _ = reference_attention(q, k, v, qg, kg, vg, spec, gt, valid, causal=causal)
+    assert calls and w is None
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_a_band_narrower_than_the_text_or_dilated_is_not_full():
+    assert not dense.is_full(9, (1,), 11) and dense.is_full(10, (1,), 11)
+    assert not dense.is_full(100, (1, 2), 11)  # a dilated head skips neighbours
