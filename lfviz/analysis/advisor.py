@@ -9,7 +9,8 @@
    beats every other candidate's earlier one), so k picks cost about `size + 2k` runs, not `size * k`. When no
    candidate brings the run any closer, it stops before k and says so (fewer picks).
 Every number reported is a measured run (`Advice.picks`, `Advice.table`): re-running a configuration gives it back.
-The presets at the same budget k are measured the same way, for comparison.
+The presets at the same budget k are measured the same way, in one table; the advisor recommends the best row,
+which is a preset where the greedy search did worse (the table shows it).
 """
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ from .compare import loss_increase
 from .fidelity import attention_from_afar, default_objective, gap
 from .presets import preset_positions, sentence_starts
 
-FAR, FIRST, QUESTION, SENTENCE, BLIND = ("gets much attention from beyond the window", "first token",
-                                         "question token", "sentence start", "blind spot: its state moves most")
+FAR, FIRST, QUESTION, SENTENCE, BLIND, SPREAD = (
+    "gets much attention from beyond the window", "first token", "question token", "sentence start",
+    "blind spot: its state moves most", "spread over the text (a relay every n/k tokens)")
+GREEDY = "advisor: greedy picks"
 BUDGET_PRESETS = ("first k tokens", "question tokens", "sentence starts", "evenly spaced")
 
 
@@ -56,24 +59,41 @@ class Advice:
     seconds: float = 0.0
 
     @property
-    def positions(self) -> tuple[int, ...]:
+    def greedy_positions(self) -> tuple[int, ...]:
         return tuple(sorted(p.position for p in self.picks))
+
+    @property
+    def greedy_gap(self) -> float:
+        return self.picks[-1].gap if self.picks else self.base_gap
+
+    @property
+    def recommended(self) -> dict:
+        """The best measured placement: the greedy picks, or a preset at the same k where one did better."""
+        rows = [{"strategy": GREEDY, "positions": self.greedy_positions, "gap": self.greedy_gap}, *self.presets]
+        return min(rows, key=lambda r: r["gap"])
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return tuple(self.recommended["positions"])
+
+    @property
+    def gap(self) -> float:
+        return self.recommended["gap"]
 
     @property
     def config(self) -> AttentionConfig:
         return self.base.replace(global_tokens=self.positions)
 
-    @property
-    def gap(self) -> float:
-        return self.picks[-1].gap if self.picks else self.base_gap
-
     def table(self) -> pd.DataFrame:
-        """The advisor's placement and every preset at the same k, best first, with the base (no global)."""
-        rows = [{"strategy": "advisor", "positions": self.positions, "gap": self.gap}, *self.presets,
+        """The greedy picks and every preset at the same k, best first, with the base (no global tokens) and
+        which one the advisor recommends."""
+        rows = [{"strategy": GREEDY, "positions": self.greedy_positions, "gap": self.greedy_gap}, *self.presets,
                 {"strategy": "no global tokens", "positions": (), "gap": self.base_gap}]
         frame = pd.DataFrame(rows)
         frame["tokens"] = frame["positions"].map(len)
-        return frame.sort_values("gap", kind="stable").reset_index(drop=True)[["strategy", "tokens", "gap", "positions"]]
+        frame["recommended"] = frame["strategy"] == self.recommended["strategy"]
+        frame = frame.sort_values("gap", kind="stable").reset_index(drop=True)
+        return frame[["strategy", "tokens", "gap", "recommended", "positions"]]
 
 
 def _spread(order, spacing: int, count: int, taken: set[int]) -> list[int]:
@@ -93,7 +113,8 @@ def shortlist(far: np.ndarray, tokens, offsets, text, question_tokens, config: A
               blind=None) -> list[tuple[int, str]]:
     """Up to `size` candidate positions with the reason each is there: half from the keys full attention reaches
     most from beyond the window (at least a quarter window apart), then the first token, question tokens,
-    sentence starts and blind spots (those best reached from afar first), then more far-reached keys."""
+    sentence starts and blind spots (those best reached from afar first), positions spread evenly over the text
+    (relays: what "evenly spaced" does), then more far-reached keys."""
     n = len(tokens)
     one_sided = max(1, min(w // 2 for w in (config.window if isinstance(config.window, tuple) else (config.window,))))
     order = [p for p in np.argsort(-far, kind="stable") if far[p] > 0]  # keys full attention reaches from afar
@@ -111,6 +132,7 @@ def shortlist(far: np.ndarray, tokens, offsets, text, question_tokens, config: A
     add(by_far(sentence_starts(tokens, offsets, text)), SENTENCE, max(1, size // 8))
     if blind is not None:
         add(np.argsort(-np.nan_to_num(np.asarray(blind, float), nan=-1.0), kind="stable"), BLIND, max(1, size // 8))
+    add(sorted({int(i) for i in np.arange(size // 4) * n // max(1, size // 4)} - {0}), SPREAD, max(1, size // 4))
     add(order, FAR, size - len(picked))
     return list(picked.items())[:size] if n else []
 
@@ -138,7 +160,7 @@ def advise(runner, text: str, config: AttentionConfig, k: int, objective: str = 
            progress: Callable[[float, str], None] | None = None, compare_presets: bool = True) -> Advice:
     """Propose k global positions for `text` under `config`'s window and dilation (its global tokens are set
     aside: the advisor places all k). objective: see `fidelity.gap` ("auto": perplexity for causal LMs, else the
-    pooled embedding). size: shortlist length (default min(n, max(8, 2k), 32)). reference: a precomputed
+    pooled embedding). size: shortlist length (default min(n, max(8, k + 4), 32)). reference: a precomputed
     `attention_from_afar(runner, text, config, question, queries)` (it depends on the window and dilation only).
     progress(fraction, what) is told as runs finish."""
     started = time.perf_counter()
