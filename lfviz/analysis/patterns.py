@@ -218,17 +218,18 @@ def costs_frame(specs: tuple[LayerSpec, ...], n: int, num_heads: int, global_tok
 
 
 def reach_curves(specs: tuple[LayerSpec, ...], n: int, global_tokens=(), source: int | None = None,
-                 causal: bool = False) -> dict[str, list[list[tuple[int, int]]]]:
+                 causal: bool = False, backward: bool = False) -> dict[str, list[list[tuple[int, int]]]]:
     """The runs of positions reached (`runs` of `reach_sets`) after 0, 1, ..., L layers, for the current
     configuration, the same without global tokens (only when it has some), and full attention. Entry 0 is the
-    source alone."""
+    source alone. backward: the tokens whose information has reached `source` instead (see `reach_sets`)."""
     source = n // 2 if source is None else source
     full = tuple(LayerSpec(window=2 * n, dilation=(1,)) for _ in specs)  # a window covering every key
     configs = {"current configuration": (specs, tuple(global_tokens))}
     if global_tokens:
         configs["without global tokens"] = (specs, ())
     configs["full attention"] = (full, ())
-    return {name: [runs(r) for r in reach_sets(s, n, g, source, causal)] for name, (s, g) in configs.items()}
+    return {name: [runs(r) for r in reach_sets(s, n, g, source, causal, backward)]
+            for name, (s, g) in configs.items()}
 
 
 def layers_to_cover(curve: list[list[tuple[int, int]]], n: int) -> int | None:

@@ -135,11 +135,13 @@ def costs_figure(rows: list[dict], log: bool = False) -> go.Figure:
 SHORT_RUN = 150  # runs shorter than n / SHORT_RUN tokens also get a marker
 
 
-def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source: int) -> go.Figure:
+def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source: int,
+                 backward: bool = False) -> go.Figure:
     """Exactly which positions hold the source token's information after l layers (x = 0 is the input, where
     only the source holds it): for each configuration and layer, one bar per run of reached positions, so a gap
     (between a global token and the band, or in a dilated band) shows as a gap. curves: `patterns.reach_curves`.
-    Each configuration's bars sit side by side within a layer's column; a run of one token is one token tall."""
+    Each configuration's bars sit side by side within a layer's column; a run of one token is one token tall.
+    backward: the curves say which tokens' information has reached the source (`reach_curves(backward=True)`)."""
     fig = go.Figure()
     k = max(1, len(curves))
     for c, (name, layers) in enumerate(curves.items()):
@@ -162,9 +164,11 @@ def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source:
                             marker=dict(color=hue, size=9, symbol="square"), name=f"{name}: short runs",
                             legendgroup=name, showlegend=False, hovertemplate="%{text}<extra></extra>")
     fig.add_hline(y=source, line_dash="dot", line_color="#d62728",
-                  annotation_text=f"source token {source}", annotation_position="top left")
+                  annotation_text=f"{'chosen' if backward else 'source'} token {source}", annotation_position="top left")
     layers = max((len(s) for s in curves.values()), default=1)
-    fig.update_layout(title=f"Receptive field: where token {source}'s information has reached, layer by layer",
+    title = (f"What reaches token {source}: whose information it can hold, layer by layer" if backward else
+             f"Receptive field: where token {source}'s information has reached, layer by layer")
+    fig.update_layout(title=title,
                       xaxis=dict(title="layers", tickmode="array", tickvals=list(range(layers)), range=[-0.6, layers - 0.4],
                                  ticktext=["input"] + [f"after {x}" for x in range(1, layers)]),
                       yaxis=dict(title="token position", range=[-0.5, n - 0.5]), height=380,

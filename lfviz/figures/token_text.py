@@ -15,12 +15,16 @@ MAX_SHOWN = 1500  # tokens sent at once: the rest is reached with the "first tok
 WORSE, BETTER = (214, 39, 40), (31, 119, 180)  # red: the value says worse; blue: better (signed values only)
 
 
+def value_scale(values) -> float:
+    """The |value| drawn at full colour: the 98th percentile of |v| (one outlier does not wash the rest out)."""
+    finite = sorted(abs(v) for v in values if v is not None and math.isfinite(v))
+    return finite[min(len(finite) - 1, int(0.98 * len(finite)))] if finite else 1.0
+
+
 def value_colors(values, scale: float | None = None) -> list[str | None]:
     """A CSS background per value: red for > 0, blue for < 0, opacity |v| / scale (capped at 0.85); None for
-    NaN or 0. scale defaults to the 98th percentile of |v| (one outlier does not wash the rest out)."""
-    finite = sorted(abs(v) for v in values if v is not None and math.isfinite(v))
-    if scale is None:
-        scale = finite[min(len(finite) - 1, int(0.98 * len(finite)))] if finite else 1.0
+    NaN or 0. scale defaults to `value_scale(values)`."""
+    scale = value_scale(values) if scale is None else scale
     scale = scale if scale > 0 else 1.0
     out = []
     for v in values:
@@ -34,12 +38,13 @@ def value_colors(values, scale: float | None = None) -> list[str | None]:
 
 def text_pieces(tokens: list[str], offsets: list[tuple[int, int]] | None, text: str | None, start: int = 0,
                 stop: int | None = None, global_tokens=(), matches=(), question: str | None = None,
-                values=None, value_format: str = "{:+.3f}") -> list[dict]:
+                values=None, value_format: str = "{:+.3f}", value_scale: float | None = None) -> list[dict]:
     """[{"p": position, "t": text shown, "g": global, "m": matches the search, "s": special}] for tokens
     [start, stop). "t" includes the whitespace between the previous token and this one. With a question, the
     tokens before the first special token after it index the question's characters (a question/document pair),
     the rest the text's. With `values` (one per token), each piece also has "c": its `value_colors` background
-    (scaled over the whole text, not the shown window) and "v": the value as `value_format` writes it."""
+    (scaled over the whole text, not the shown window, or by `value_scale` so that two maps compare) and "v": the
+    value as `value_format` writes it."""
     stop = len(tokens) if stop is None else min(stop, len(tokens))
     glob, hit = set(global_tokens), set(matches)
     sources = [question, text] if question else [text]
@@ -72,7 +77,7 @@ def text_pieces(tokens: list[str], offsets: list[tuple[int, int]] | None, text: 
     if values is not None:
         if len(values) != len(tokens):
             raise ValueError(f"{len(values)} values for {len(tokens)} tokens: give one value per token")
-        colors = value_colors(values)
+        colors = value_colors(values, value_scale)
         for piece in out:
             v = values[piece["p"]]
             piece["c"] = colors[piece["p"]]

@@ -62,3 +62,13 @@ def test_the_lab_shows_where_the_window_hurts(app):
 def test_scaling_says_it_measures_encoders(app):
     app.switch_page("pages/scaling.py").run()
     assert any("causal language model" in i.value for i in app.info)
+
+
+def test_fidelity_measures_perplexity_against_full_attention(app):
+    app.switch_page("pages/fidelity.py").run()
+    assert not app.exception and any("perplexity under the pattern" in c.value for c in app.caption)
+    table = next(d.value for d in app.dataframe if "placement" in d.value.columns)
+    named = {r["placement"]: r for r in table.to_dict("records")}
+    assert named["sidebar (in force)"]["perplexity ratio"] == pytest.approx(1 + named["sidebar (in force)"]["distance"], abs=1e-4)
+    assert named["sidebar (in force)"]["distance"] < named["no global tokens"]["distance"]  # 4 sinks help
+    assert "What reaches token" in chart(app, "What reaches token")["layout"]["title"]["text"]

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "out" / "screenshots"
 PAGES = [("Document", "document"), ("Pattern", "pattern"), ("Attention", "attention"),
-         ("Global-token lab", "global_lab"), ("Head view", "head_view"), ("Scaling", "scaling")]
+         ("Global-token lab", "global_lab"), ("Fidelity", "fidelity"), ("Head view", "head_view"),
+         ("Scaling", "scaling")]
 HOSTILE = ('<script>alert(1)</script> "><img src=x onerror=alert(2)> </script> The board approved the budget. '
            "The contract ends on termination for breach. ")
 
@@ -186,7 +187,7 @@ def test_every_page_renders_offline(browser_page):
         goto(page, title)
         page.screenshot(path=str(SHOTS / f"{slug}.png"), full_page=True)
         assert not exceptions(page), (title, exceptions(page))
-        if slug in ("pattern", "attention", "global_lab"):
+        if slug in ("pattern", "attention", "global_lab", "fidelity"):
             page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
         if slug == "head_view":
             frame = page.frame_locator("iframe").first
@@ -273,6 +274,55 @@ def test_pick_tokens_in_the_text(browser_page):
     old = field.input_value()
     page.locator(".lfviz-text span.glob", has_text="tenant").first.click()
     assert _global_field_changes(page, old) == before  # a second click makes it local again
+    assert not exceptions(page) and dialogs == [] and outside == []
+
+
+def _map_colours(page) -> list[str]:
+    return page.locator(".st-key-fid_map span.tok").evaluate_all("spans => spans.map(s => s.style.backgroundColor)")
+
+
+def _alpha(colour: str) -> float:
+    return float(colour.rstrip(")").split(",")[3]) if colour.startswith("rgba") else (1.0 if colour else 0.0)
+
+
+def test_suggest_apply_and_the_blind_spot_map_changes(browser_page):
+    """Fidelity page: the blind-spot map over the text, 'Suggest global tokens', 'Apply': the sidebar takes the
+    recommendation, its tokens are boxed in the map and the map turns lighter (closer to full attention)."""
+    page, outside, dialogs, _ = browser_page
+    area, _ = document_text(page)
+    area.fill("The board approved the budget for the new bridge. The mayor objected to the cost. " * 6 + HOSTILE)
+    area.press("Control+Enter")
+    wait_idle(page)
+    for label, value in (("Window", "16"), ("Global", "0")):  # a window narrower than the text
+        field = page.locator(f'[data-testid="stSidebar"] input[aria-label^="{label}"]')
+        field.fill(value)
+        field.press("Enter")
+        wait_idle(page)
+    goto(page, "Fidelity")
+    page.locator(".st-key-fid_map span.tok").first.wait_for(timeout=60_000)
+    before = _map_colours(page)
+    assert "<script>alert(1)</script>" in page.locator(".st-key-fid_map .lfviz-text").inner_text()
+    k = page.locator(".st-key-fid_k input")
+    k.fill("3")
+    k.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Suggest global tokens").click()
+    wait_idle(page)
+    said = page.locator('[data-testid="stMarkdownContainer"]', has_text="Recommended:").first.inner_text()
+    positions = {int(x) for x in said.split(" at ")[1].split(":")[0].replace(" ", "").split(",")}
+    assert 1 <= len(positions) <= 3
+    page.get_by_role("button", name="Apply the recommendation to the sidebar").click()
+    assert _global_field_changes(page, "0") == positions
+    boxed = page.locator(".st-key-fid_map span.globv")
+    for _ in range(240):  # the map redraws with the applied tokens boxed
+        if boxed.count() == len(positions):
+            break
+        time.sleep(0.25)
+    assert {int(x) for x in boxed.evaluate_all("spans => spans.map(s => s.dataset.p)")} == positions
+    after = _map_colours(page)
+    assert len(after) == len(before) and after != before
+    assert sum(map(_alpha, after)) < sum(map(_alpha, before))  # lighter: closer to full attention
+    page.screenshot(path=str(SHOTS / "fidelity_applied.png"), full_page=True)
     assert not exceptions(page) and dialogs == [] and outside == []
 
 
