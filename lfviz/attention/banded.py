@@ -46,7 +46,6 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     valid:    (n,) bool, False at padding (None: no padding).
     impl:     the band + global columns part: "blocked" (`blocked.py`), "flex" (FlexAttention, `flex.py`)
               or "auto" (flex on a CUDA GPU, blocked elsewhere). The global rows are computed here either way.
-              Causal attention runs on the blocked kernel (FlexAttention's causal layout is not written yet).
               "auto" without weights on a window that covers the text (full attention): `dense.py`.
     causal:   keys only at or before each query (`mask.attends`): a language model's attention. Then
               qg, kg, vg are the same projections as q, k, v (a causal LM has no global ones).
@@ -58,7 +57,7 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     spec = spec.for_length(n)  # a window wider than the text costs what the widest useful one costs
     scale = 1.0 / math.sqrt(hd) if scale is None else scale
     dev = q.device
-    chosen = "blocked" if causal else resolve_impl(impl, dev, hd, n, spec.dilation)
+    chosen = resolve_impl(impl, dev, hd, n, spec.dilation)
     G = len(global_tokens)
     # without padding, the length and the global positions fix the layout: flex makes one block mask for all layers
     layout_key = (n, tuple(global_tokens)) if valid is None else None
@@ -80,7 +79,8 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     elif chosen == "flex":
         try:
             out, band, tog, rec = flex.flex_local(qs, k, v, band_ok, spec.one_sided, spec.dilation, gk, gv,
-                                                  need_weights, weights_dtype, layout_key=layout_key)
+                                                  need_weights, weights_dtype, layout_key=layout_key,
+                                                  global_pos=g_idx if causal else None)
         except flex.FlexUnavailable as e:
             if impl != "auto":
                 raise

@@ -15,6 +15,11 @@ Layout: FlexAttention sees batch 1, the layer's H heads, and one sequence of T s
   head count, any mix of per-head dilations is one call per layer, and only T varies (compiled as dynamic).
 - Global *rows* stay out of this mask (one block row would do all the work): `banded.banded_attention`
   computes them apart.
+- Causal (a language model): a key is attended only from the query positions at or after its own. Within a
+  class, slot order is position order, so each key slot carries the first query slot of its segment that may
+  see it (`first_seen`: a band key its own slot, an appended global key the first class slot at or after its
+  global token), one int32 read per key like the codes. The block mask drops the blocks above each segment's
+  diagonal; the global key blocks stay listed and the mask function sorts them out.
 - The block mask comes from the band's geometry (`band_block_mask`), not from evaluating the mask on every pair;
   the mask function reads int32 codes (bool/int8 reads were 15x slower when measured on an H100).
 - Weights for capture: FlexAttention returns each row's log-sum-exp; `blocked.band_core` rebuilds the band block
@@ -89,6 +94,7 @@ class Layout:
     T: int  # slots per head, a multiple of BLOCK
     codes: torch.Tensor  # (H, T) int32, `_segment_codes` of each head; 0 past its d * P slots
     block_mask: BlockMask
+    first: torch.Tensor | None = None  # causal only: (H, T) int32 `first_seen`
 
 
 def _segment_codes(group: Group, num_global: int) -> torch.Tensor:
@@ -102,9 +108,28 @@ def _segment_codes(group: Group, num_global: int) -> torch.Tensor:
     return (segment | kind).view(d * P)
 
 
-def band_mask_mod(codes: torch.Tensor, w: int):
+def first_seen(groups: tuple["Group", ...], H: int, T: int, global_pos: torch.Tensor) -> torch.Tensor:
+    """(H, T) int32, for the causal mask: per key slot, the first query slot that may attend it. Class r's slot t
+    holds position r + t * d, so a band key is seen from its own slot on; the global token at position p from
+    class r's slot ceil((p - r) / d) on (of the same segment); empty slots from nowhere (2**30)."""
+    dev = global_pos.device
+    first = torch.full((H, T), 2**30, dtype=torch.int32, device=dev)
+    G = global_pos.shape[0]
+    for g in groups:
+        seg = torch.full((g.d, g.P), 2**30, dtype=torch.int64, device=dev)
+        start = torch.arange(g.d, device=dev).view(g.d, 1) * g.P  # each segment's first slot
+        seg[:, :g.m] = start + torch.arange(g.m, device=dev).view(1, g.m)
+        r = torch.arange(g.d, device=dev).view(g.d, 1)
+        from_slot = torch.div(global_pos.view(1, G) - r + g.d - 1, g.d, rounding_mode="floor")  # ceil((p - r) / d)
+        seg[:, g.m:g.m + G] = start + from_slot.clamp(min=0)
+        first[g.heads, :g.d * g.P] = seg.to(torch.int32).view(1, -1)
+    return first
+
+
+def band_mask_mod(codes: torch.Tensor, w: int, first: torch.Tensor | None = None):
     """The mask predicate (`mask.attends`) in this layout (codes: (H, T) int32, `_segment_codes` per head): query
-    slot q attends key slot kv of the same segment that is a band key within w slots, or a global key."""
+    slot q attends key slot kv of the same segment that is a band key within w slots, or a global key; with
+    `first` (causal: `first_seen`), only keys at or before the query's position."""
     w = torch.tensor(w, dtype=torch.int32, device=codes.device)  # a tensor, not a constant: no recompile per window
 
     def mask_mod(b, h, q_idx, kv_idx):
@@ -113,12 +138,19 @@ def band_mask_mod(codes: torch.Tensor, w: int):
         same = (codes[h, q_idx] >> 2) == (key >> 2)
         return same & ((kind == GLOBAL_KEY) | ((kind == BAND_KEY) & ((q_idx - kv_idx).abs() <= w)))
 
-    return mask_mod
+    if first is None:
+        return mask_mod
+
+    def causal_mod(b, h, q_idx, kv_idx):
+        return mask_mod(b, h, q_idx, kv_idx) & (q_idx >= first[h, kv_idx])
+
+    return causal_mod
 
 
-def _group_blocks(group: Group, codes: torch.Tensor, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _group_blocks(group: Group, codes: torch.Tensor, w: int, causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(d * P/B, d * P/B) bool listed-but-partial and full block pairs of one group's sequence: each segment's
-    own blocks on the diagonal, nothing across segments, nothing for query blocks past the m class slots."""
+    own blocks on the diagonal, nothing across segments, nothing for query blocks past the m class slots.
+    Causal: no band block after the query block's last row; full only if every key is at or before every row."""
     d, m, nk = group.d, group.m, group.P // BLOCK
     nq = -(-m // BLOCK)
     dev = codes.device
@@ -126,8 +158,9 @@ def _group_blocks(group: Group, codes: torch.Tensor, w: int) -> tuple[torch.Tens
     kb = torch.arange(nk, device=dev).view(1, nk)
     q_first, q_last = qb * BLOCK, (qb * BLOCK + BLOCK).clamp(max=m) - 1
     k_first, k_last = kb * BLOCK, kb * BLOCK + BLOCK - 1
-    near = (k_first <= q_last + w) & (k_last >= q_first - w) & (qb < nq)  # (nk, nk): some pair within w
-    within = (k_last - q_first <= w) & (q_last - k_first <= w) & (qb < nq)  # every pair within w
+    after = 0 if causal else w  # how far past a row its keys may lie
+    near = (k_first <= q_last + after) & (k_last >= q_first - w) & (qb < nq)  # (nk, nk): some pair within w
+    within = (k_last - q_first <= after) & (q_last - k_first <= w) & (qb < nq)  # every pair within w
     kind = (codes & 3).view(d, 1, nk, BLOCK)
     band_keys = kind == BAND_KEY
     listed = (near & band_keys.any(-1)) | ((kind == GLOBAL_KEY).any(-1) & (qb < nq))  # (d, nk, nk)
@@ -144,19 +177,21 @@ def layout_codes(groups: tuple[Group, ...], H: int, T: int, num_global: int) -> 
     return codes
 
 
-def band_block_mask(groups: tuple[Group, ...], codes: torch.Tensor, w: int) -> BlockMask:
+def band_block_mask(groups: tuple[Group, ...], codes: torch.Tensor, w: int,
+                    first: torch.Tensor | None = None) -> BlockMask:
     """FlexAttention's BlockMask for `band_mask_mod(codes, w)`, from the band's geometry, with no sync.
 
     A (query block, key block) pair of a segment is listed when some key of the block is a band key within w of
     the query block's rows, or a global key; it is *full* (no mask evaluated) when every key of the block is a
-    band key within w of every row. Listing a pair that turns out empty costs time, never correctness."""
+    band key within w of every row. Listing a pair that turns out empty costs time, never correctness.
+    first: causal (`first_seen`): the mask of `band_mask_mod(codes, w, first)`."""
     H, T = codes.shape
     nb = T // BLOCK
     partial = torch.zeros(H, nb, nb, dtype=torch.bool, device=codes.device)
     full = torch.zeros(H, nb, nb, dtype=torch.bool, device=codes.device)
     for g in groups:
         span = g.d * g.P
-        p, f = _group_blocks(g, codes[g.heads[0], :span], w)
+        p, f = _group_blocks(g, codes[g.heads[0], :span], w, first is not None)
         partial[g.heads, :span // BLOCK, :span // BLOCK] = p
         full[g.heads, :span // BLOCK, :span // BLOCK] = f
 
@@ -165,7 +200,7 @@ def band_block_mask(groups: tuple[Group, ...], codes: torch.Tensor, w: int) -> B
         return blocks.sum(-1, dtype=torch.int32)[None], order.to(torch.int32)[None]
 
     return BlockMask.from_kv_blocks(*ordered(partial), *ordered(full), BLOCK_SIZE=BLOCK,
-                                    mask_mod=band_mask_mod(codes, w), seq_lengths=(T, T),
+                                    mask_mod=band_mask_mod(codes, w, first), seq_lengths=(T, T),
                                     compute_q_blocks=False)  # only a backward pass needs them
 
 
@@ -174,10 +209,13 @@ _LAYOUTS_MAX = 32
 _LAYOUTS_LOCK = threading.Lock()
 
 
-def _layout(key_ok: torch.Tensor, dilation: tuple[int, ...], num_global: int, w: int, layout_key=None) -> Layout:
-    """The groups, T and the block mask. With a `layout_key` (a hashable that determines key_ok) they are built
-    once and reused, e.g. by every layer of one forward pass."""
-    key = None if layout_key is None else (layout_key, dilation, num_global, w, key_ok.device)
+def _layout(key_ok: torch.Tensor, dilation: tuple[int, ...], num_global: int, w: int, layout_key=None,
+            global_pos: torch.Tensor | None = None) -> Layout:
+    """The groups, T and the block mask. With a `layout_key` (a hashable that determines key_ok and global_pos)
+    they are built once and reused, e.g. by every layer of one forward pass. global_pos: (G,) the global tokens'
+    positions, given for a causal layout only."""
+    causal = global_pos is not None
+    key = None if layout_key is None else (layout_key, dilation, num_global, w, causal, key_ok.device)
     if key is not None:
         with _LAYOUTS_LOCK:
             if key in _LAYOUTS:
@@ -192,7 +230,8 @@ def _layout(key_ok: torch.Tensor, dilation: tuple[int, ...], num_global: int, w:
         groups.append(Group(d_eff, heads, m, -(-(m + num_global) // BLOCK) * BLOCK, mask_to_classes(key_ok, d_eff)))
     groups, T = tuple(groups), max(g.d * g.P for g in groups)
     codes = layout_codes(groups, len(dilation), T, num_global)
-    layout = Layout(groups, T, codes, band_block_mask(groups, codes, w))
+    first = first_seen(groups, len(dilation), T, global_pos) if causal else None
+    layout = Layout(groups, T, codes, band_block_mask(groups, codes, w, first), first)
     if key is not None:
         with _LAYOUTS_LOCK:
             _LAYOUTS[key] = layout
@@ -219,7 +258,8 @@ def _fill(seq: torch.Tensor, x: torch.Tensor, g: Group, appended: torch.Tensor |
 
 # -- attention -------------------------------------------------------------------------------------------------------
 def flex_local(q, k, v, key_ok, w: int, dilation: tuple[int, ...], gk, gv, need_weights: bool,
-               weights_dtype=torch.float32, compiled: bool | None = None, layout_key=None):
+               weights_dtype=torch.float32, compiled: bool | None = None, layout_key=None,
+               global_pos: torch.Tensor | None = None):
     """Band + global columns of every head, dilation per head, in one FlexAttention call.
 
     q (scaled), k, v: (H, n, hd);  key_ok: (n,) bool, keys allowed in the band;  gk, gv: (H, G, hd).
@@ -229,13 +269,16 @@ def flex_local(q, k, v, key_ok, w: int, dilation: tuple[int, ...], gk, gv, need_
     log-sum-exp, so capture there always runs uncompiled.
     layout_key: a hashable that determines key_ok (e.g. the length and the global positions when there is no
     padding): the layout and block mask are then made once for all layers instead of once per layer.
+    global_pos: causal attention (`mask.attends` with causal): (G,) long, the global tokens' positions; band keys
+    only at or before the query, a global key only from the positions at or after it. None: not causal.
     """
     H, n, hd = q.shape
     G = gk.shape[1]
     compiled = q.is_cuda if compiled is None else compiled
     if compiled and need_weights and not q.is_cuda:
         compiled = False
-    layout = _layout(key_ok, tuple(dilation), G, w, layout_key)
+    causal = global_pos is not None
+    layout = _layout(key_ok, tuple(dilation), G, w, layout_key, global_pos)
     qseq, kseq, vseq = (q.new_zeros(H, layout.T, hd) for _ in range(3))  # (H, T, hd)
     one = len(layout.groups) == 1
     segments = []  # per group: (h, d, P, hd) segments of q and k, for capture
@@ -270,10 +313,13 @@ def flex_local(q, k, v, key_ok, w: int, dilation: tuple[int, ...], gk, gv, need_
     if not need_weights:
         return out, None, None, None
     parts = []
+    if causal:  # (n, G): the global keys each position may see
+        seen = global_pos.view(1, G) <= torch.arange(n, device=q.device).view(n, 1)
     for g, (qs, ks) in zip(layout.groups, segments):  # weights rebuilt from the log-sum-exp, group by group
+        global_ok = to_classes(seen[None].to(torch.uint8), g.d)[:, 0].bool() if causal and G else None  # (d, m, G)
         _, b, t, r = band_core(qs.transpose(0, 1)[:, :, :g.m], ks.transpose(0, 1)[:, :, :g.m], None, g.key_ok, w,
                                 gk if one else gk[g.heads], None, True, weights_dtype=weights_dtype,
-                                lse=classes(lse.unsqueeze(-1), g)[..., 0])
+                                lse=classes(lse.unsqueeze(-1), g)[..., 0], causal=causal, global_ok=global_ok)
         parts.append((from_classes(b, n), from_classes(t, n), from_classes(r.unsqueeze(-1), n)[..., 0]))
     if one:
         return (out, *parts[0])

@@ -164,7 +164,8 @@ def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source:
                             marker=dict(color=hue, size=9, symbol="square"), name=f"{name}: short runs",
                             legendgroup=name, showlegend=False, hovertemplate="%{text}<extra></extra>")
     fig.add_hline(y=source, line_dash="dot", line_color="#d62728",
-                  annotation_text=f"{'chosen' if backward else 'source'} token {source}", annotation_position="top left")
+                  annotation_text=f"{'chosen' if backward else 'source'} token {source}",
+                  annotation_position="top left")
     layers = max((len(s) for s in curves.values()), default=1)
     title = (f"What reaches token {source}: whose information it can hold, layer by layer" if backward else
              f"Receptive field: where token {source}'s information has reached, layer by layer")

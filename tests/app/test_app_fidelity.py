@@ -82,5 +82,6 @@ def test_what_reaches_a_token():
     at.run()
     at.number_input(key="fid_token").set_value(100).run()
     reach = chart(at, "What reaches token 100")
-    assert {t["name"] for t in reach["data"] if t.get("showlegend", True)} == {"current configuration", "full attention"}
+    shown = {t["name"] for t in reach["data"] if t.get("showlegend", True)}
+    assert shown == {"current configuration", "full attention"}
     assert any("**current configuration**: 97 of" in m.value for m in at.markdown)  # 8 per side, 6 layers: 100 +- 48

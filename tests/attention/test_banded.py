@@ -96,17 +96,26 @@ def test_every_token_global():
     check(9, 4, [1, 2], tuple(range(9)))
 
 
+@IMPLS
 @pytest.mark.parametrize("global_tokens", [(), (0,), (2, 30), (0, 1, 2, 3)])
 @pytest.mark.parametrize("name", list(CASES))
-def test_causal_matrix(name, global_tokens):
+def test_causal_matrix(name, global_tokens, impl):
     """Causal (a language model's attention): the same pairs with keys only at or before the query."""
     n, window, dilation = CASES[name]
-    check(n, window, dilation, tuple(g for g in global_tokens if g < n), causal=True)
-    check(n, window, dilation, tuple(g for g in global_tokens if g < n), n_pad=min(3, n - 1), causal=True, seed=1)
+    check(n, window, dilation, tuple(g for g in global_tokens if g < n), causal=True, impl=impl)
+    check(n, window, dilation, tuple(g for g in global_tokens if g < n), n_pad=min(3, n - 1), causal=True, seed=1,
+          impl=impl)
 
 
-def test_causal_rows_see_the_past_and_their_sinks_only():
-    w = check(40, 8, [1, 2], (0, 1, 30), causal=True)
+@IMPLS
+def test_causal_longer_than_a_flex_block(impl):
+    check(300, 40, [1, 2, 3], (0, 1, 200), causal=True, impl=impl)
+    check(300, 40, [1, 2, 3], (5, 200), n_pad=7, causal=True, impl=impl)
+
+
+@IMPLS
+def test_causal_rows_see_the_past_and_their_sinks_only(impl):
+    w = check(40, 8, [1, 2], (0, 1, 30), causal=True, impl=impl)
     assert not w.band[:, :, 5:].any()  # offsets > 0 hold nothing
     assert w.band[0, 20].nonzero().flatten().tolist() == [0, 1, 2, 3, 4]  # itself and the 4 previous tokens
     assert w.band[1, 20].nonzero().flatten().tolist() == [0, 1, 2, 3, 4]  # every 2nd: 12, 14, 16, 18, 20

@@ -38,23 +38,34 @@ def _blocks(num, idx, nb):
     (300, 2, 20, (1, 1)), (1000, 1, 128, (1,)), (514, 0, 300, (2, 2)), (1800, 130, 64, (3, 1, 2)),
     (128, 0, 1, (1,)), (513, 1, 256, (1, 2, 4, 1)),
 ])
-def test_block_mask_equals_evaluating_the_mask(n, G, w, dilation):
+@pytest.mark.parametrize("causal", [False, True])
+def test_block_mask_equals_evaluating_the_mask(n, G, w, dilation, causal):
     """Partial and full blocks from the geometry are exactly those of evaluating the mask on every pair of each
-    head's sequence (query slots that hold a token; the rest are padding and list nothing)."""
+    head's sequence (query slots that hold a token; the rest are padding and list nothing). Causal: the global
+    key blocks are listed whether or not a sink precedes the block's rows (time, not correctness), so there the
+    geometry may list more partial blocks than evaluating finds, never fewer, and the same full ones."""
     ok = torch.rand(n, generator=torch.Generator().manual_seed(n)) > 0.05
     ok[::97] = False  # global or padding keys scattered through the band
-    layout = flex._layout(ok, dilation, G, w)
+    global_pos = torch.linspace(0, n - 1, G).long() if causal else None
+    layout = flex._layout(ok, dilation, G, w, global_pos=global_pos)
     mine = layout.block_mask
     H, T, nb = len(dilation), layout.T, layout.T // flex.BLOCK
     query = torch.zeros(H, T, dtype=torch.bool)  # slots that hold a token of their head's classes
     for g in layout.groups:
         slot = torch.arange(g.d * g.P)
         query[g.heads, :g.d * g.P] = slot % g.P < g.m
-    pred = flex.band_mask_mod(layout.codes, w)
+    pred = flex.band_mask_mod(layout.codes, w, layout.first)
     ref = create_block_mask(lambda b, h, q, kv: pred(b, h, q, kv) & query[h, q], 1, H, T, T, device="cpu")
     assert torch.equal(_blocks(mine.full_kv_num_blocks, mine.full_kv_indices, nb),
                        _blocks(ref.full_kv_num_blocks, ref.full_kv_indices, nb))
-    assert torch.equal(_blocks(mine.kv_num_blocks, mine.kv_indices, nb), _blocks(ref.kv_num_blocks, ref.kv_indices, nb))
+    listed, wanted = _blocks(mine.kv_num_blocks, mine.kv_indices, nb), _blocks(ref.kv_num_blocks, ref.kv_indices, nb)
+    if not causal:
+        assert torch.equal(listed, wanted)
+    else:
+        assert not (wanted & ~listed).any()  # every block with an attended pair is listed
+        kind = (layout.codes & 3).view(H, nb, flex.BLOCK)
+        extra = listed & ~wanted  # listed for nothing: only blocks holding global keys
+        assert not (extra & ~(kind == flex.GLOBAL_KEY).any(-1).unsqueeze(1)).any()
 
 
 # -- the fused kernel, compiled on the CPU ------------------------------------------------------------------------
@@ -65,7 +76,8 @@ def test_block_mask_equals_evaluating_the_mask(n, G, w, dilation):
     (389, 8, (3, 1), (), 0),          # per-head dilation, lengths that fit no block
     (150, 512, (1, 1), (149,), 0),    # window wider than the text
 ])
-def test_compiled_kernel_skips_blocks_correctly(n, window, dilation, gt, n_pad):
+@pytest.mark.parametrize("causal", [False, True])
+def test_compiled_kernel_skips_blocks_correctly(n, window, dilation, gt, n_pad, causal):
     g = torch.Generator().manual_seed(n)
     H, hd = len(dilation), 16
     q, k, v, qg, kg, vg = (torch.randn(H, n, hd, generator=g) for _ in range(6))
@@ -77,8 +89,9 @@ def test_compiled_kernel_skips_blocks_correctly(n, window, dilation, gt, n_pad):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out, *_ = flex.flex_local(q / hd ** 0.5, k, v, key_ok, window // 2, dilation, k[:, list(gt)], v[:, list(gt)],
-                                  need_weights=False, compiled=True)
-    want, _ = reference_attention(q, k, v, qg, kg, vg, LayerSpec(window, dilation), gt, valid)
+                                  need_weights=False, compiled=True,
+                                  global_pos=torch.tensor(gt, dtype=torch.long) if causal else None)
+    want, _ = reference_attention(q, k, v, qg, kg, vg, LayerSpec(window, dilation), gt, valid, causal=causal)
     torch.testing.assert_close(out[:, key_ok], want[:, key_ok], atol=1e-5, rtol=0)  # global rows: computed apart
 
 
