@@ -30,7 +30,7 @@ from .fidelity import attention_from_afar, default_objective, gap
 from .presets import preset_positions, sentence_starts
 
 FAR, FIRST, QUESTION, SENTENCE, BLIND, SPREAD = (
-    "gets much attention from beyond the window", "first token", "question token", "sentence start",
+    "gets much attention from beyond the window", "first tokens (sinks)", "question token", "sentence start",
     "blind spot: its state moves most", "spread over the text (a relay every n/k tokens)")
 GREEDY = "advisor: greedy picks"
 BUDGET_PRESETS = ("first k tokens", "question tokens", "sentence starts", "evenly spaced")
@@ -110,9 +110,10 @@ def _spread(order, spacing: int, count: int, taken: set[int]) -> list[int]:
 
 
 def shortlist(far: np.ndarray, tokens, offsets, text, question_tokens, config: AttentionConfig, size: int,
-              blind=None) -> list[tuple[int, str]]:
+              blind=None, first: int = 1) -> list[tuple[int, str]]:
     """Up to `size` candidate positions with the reason each is there: half from the keys full attention reaches
-    most from beyond the window (at least a quarter window apart), then the first token, question tokens,
+    most from beyond the window (at least a quarter window apart), then the `first` tokens (sinks: they work as a
+    group, so the greedy search needs them all on the list), question tokens,
     sentence starts and blind spots (those best reached from afar first), positions spread evenly over the text
     (relays: what "evenly spaced" does), then more far-reached keys."""
     n = len(tokens)
@@ -126,7 +127,7 @@ def shortlist(far: np.ndarray, tokens, offsets, text, question_tokens, config: A
 
     for p in _spread(order, max(1, one_sided // 4), max(1, size // 2), set()):
         picked[p] = FAR
-    add([0], FIRST, 1)
+    add(range(min(first, n)), FIRST, first)
     by_far = lambda ps: sorted(ps, key=lambda p: -far[p])
     add(by_far(question_tokens), QUESTION, max(1, size // 8))
     add(by_far(sentence_starts(tokens, offsets, text)), SENTENCE, max(1, size // 8))
@@ -160,7 +161,7 @@ def advise(runner, text: str, config: AttentionConfig, k: int, objective: str = 
            progress: Callable[[float, str], None] | None = None, compare_presets: bool = True) -> Advice:
     """Propose k global positions for `text` under `config`'s window and dilation (its global tokens are set
     aside: the advisor places all k). objective: see `fidelity.gap` ("auto": perplexity for causal LMs, else the
-    pooled embedding). size: shortlist length (default min(n, max(8, k + 4), 32)). reference: a precomputed
+    pooled embedding). size: shortlist length (default min(n, max(8, k + 4) + min(k, 4) - 1, 32)). reference: a precomputed
     `attention_from_afar(runner, text, config, question, queries)` (it depends on the window and dilation only).
     progress(fraction, what) is told as runs finish."""
     started = time.perf_counter()
@@ -169,7 +170,8 @@ def advise(runner, text: str, config: AttentionConfig, k: int, objective: str = 
     if not 1 <= int(k) <= n:
         raise ValueError(f"k = {k}: ask for 1 to {n} global tokens (the text has {n} tokens)")
     k = int(k)
-    size = min(n, max(8, k + 4), 32) if size is None else max(k, min(int(size), n))
+    first = min(k, 4)  # the first tokens on the shortlist, as sinks
+    size = min(n, max(8, k + 4) + first - 1, 32) if size is None else max(k, min(int(size), n))
     base = config.replace(global_tokens=())
     say = progress or (lambda f, what: None)
     say(0.0, "running full attention (the reference) ...")
@@ -193,7 +195,7 @@ def advise(runner, text: str, config: AttentionConfig, k: int, objective: str = 
         blind = loss_increase(full, base_run)
     else:
         blind = (1 - F.cosine_similarity(full.last_hidden_state, base_run.last_hidden_state, dim=-1)).tolist()
-    candidates = shortlist(far, t.tokens, t.offsets, text, t.question_tokens, base, size, blind)
+    candidates = shortlist(far, t.tokens, t.offsets, text, t.question_tokens, base, size, blind, first)
     reasons = dict(candidates)
 
     chosen: list[Pick] = []

@@ -145,6 +145,8 @@ def test_shortlist_spreads_far_keys_and_keeps_the_reasons():
     assert picks[10] == advisor.FAR and 11 not in list(picks)[:2]  # neighbours of a top key wait their turn
     assert picks[0] == advisor.FIRST and picks[5] == advisor.QUESTION
     assert sorted(picks) == [0, 1, 5, 10, 11, 12, 20, 30]  # 1: the first sentence; 20: spread; no more from afar
+    sinks = dict(advisor.shortlist(far, tokens, None, None, [5], AttentionConfig(window=16), 11, first=4))
+    assert [sinks[p] for p in range(4)] == [advisor.FIRST] * 4  # sinks work as a group: all on the list
 
 
 def test_budget_presets_use_k_tokens():
