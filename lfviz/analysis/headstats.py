@@ -58,7 +58,7 @@ def received(weights: AttentionWeights) -> torch.Tensor:
 
 def _row_terms(weights: AttentionWeights, h: int) -> tuple[torch.Tensor, ...]:
     """Per query row of head h: mass, sum p|i-j|, sum p log p, weight on global keys; each (n,) float32."""
-    band = weights.band[h].float()  # (n, W + 1)
+    band = weights.heads(slice(h, h + 1)).band[0].float()  # (n, W + 1)
     n, width = band.shape
     dev = band.device
     w, d = (width - 1) // 2, int(weights.dilation[h])
@@ -98,7 +98,7 @@ def row_stats(weights: AttentionWeights, h: int) -> dict[str, torch.Tensor]:
 
 def head_stats(weights: AttentionWeights) -> dict[str, torch.Tensor]:
     """The three METRICS of every head of one layer, each (H,): the mean over non-empty rows."""
-    H = weights.band.shape[0]
+    H = weights.stored.shape[0]
     out = {k: torch.zeros(H) for k in METRICS}
     for h in range(H):
         for k, v in row_stats(weights, h).items():
@@ -112,7 +112,7 @@ def stats_table(capture: Capture) -> pd.DataFrame:
     for layer in capture.captured_layers:
         w = capture.weights(layer)
         stats = head_stats(w)
-        for h in range(w.band.shape[0]):
+        for h in range(w.stored.shape[0]):
             rows.append({"layer": layer, "head": h, "window": w.window, "dilation": int(w.dilation[h]),
                          **{k: round(float(stats[k][h]), 5) for k in METRICS}})
     return pd.DataFrame(rows, columns=["layer", "head", "window", "dilation", *METRICS])
@@ -121,16 +121,14 @@ def stats_table(capture: Capture) -> pd.DataFrame:
 def dense_span(weights: AttentionWeights, head: int, rows: slice, cols: slice) -> torch.Tensor:
     """(r, c) float32 dense weights of one head for a span of queries (rows) and keys (cols), on the CPU;
     `weights_to_dense(weights, rows, cols)[head]`, computed for that head alone where the capture lives."""
-    one = AttentionWeights(weights.band[head:head + 1], weights.to_global[head:head + 1],
-                           weights.from_global[head:head + 1], (weights.dilation[head],), weights.global_tokens)
-    return weights_to_dense(one, rows, cols)[0].float().cpu()
+    return weights_to_dense(weights.heads(slice(head, head + 1)), rows, cols)[0].float().cpu()
 
 
 def global_summary(weights: AttentionWeights, head: int, tokens: list[str], top: int = 5) -> pd.DataFrame:
     """One row per global token of one head: position, token, the weight it receives from the other tokens
     (sum and mean over non-global queries), and the keys its own row weights most."""
     G = len(weights.global_tokens)
-    n = weights.band.shape[1]
+    n = weights.stored.shape[1]
     to_g = weights.to_global[head].float()  # (n, G)
     from_g = weights.from_global[head].float()  # (G, n)
     local = max(n - G, 1)

@@ -41,7 +41,7 @@ def band(weights, layer: int, head: int, tokens: list[str]) -> None:
                    help=f"Above {figs.MAX_CELLS} tokens, groups of consecutive query rows are merged into one.")
     contrast = b2.checkbox("Boost contrast (colour saturates at the 99th percentile)", value=True,
                            key="attention_band_contrast", help="The hover still shows the true weights.")
-    rows = weights.band[head]  # (n, W + 1), where the capture lives: the figure pools it there
+    rows = weights.heads(slice(head, head + 1)).band[0]  # (n, W + 1), where the capture lives: the figure pools it
     st.plotly_chart(figs.band_heatmap(rows, int(weights.dilation[head]), tokens, how,
                                       title=f"Layer {layer}, head {head}: band", clip=0.99 if contrast else None),
                     key="attention_band_chart", width="stretch")

@@ -34,7 +34,7 @@ def span_controls(res, doc_key: str) -> tuple[str, int, int, list[int], list[int
         start = 0
         right.caption(f"The whole document ({n} tokens) fits in the span.")
     ss["headview_layers"] = [l for l in ss.get("headview_layers", captured) if l in captured]  # another model
-    H = res.capture.weights(captured[0]).band.shape[0]
+    H = res.capture.weights(captured[0]).stored.shape[0]
     ss.setdefault("headview_heads", [min(int(ss.get("head", 0)), H - 1)])
     ss["headview_heads"] = [h for h in ss["headview_heads"] if h < H]  # another model: fewer heads
     c1, c2 = st.columns(2)

@@ -112,4 +112,5 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
         rec[:, g_idx] += tog.float().sum(1)
         rec += from_global.sum(1)
     from_global = band.new_zeros(H, 0, n) if from_global is None else from_global.to(weights_dtype)
-    return out, AttentionWeights(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens), rec)
+    make = AttentionWeights.causal_band if causal else AttentionWeights  # causal: the past half is kept
+    return out, make(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens), rec)

@@ -5,35 +5,57 @@ The split layout (Hugging Face's, extended with dilation) keeps memory linear in
                              0 where that key is out of range, padding or global; rows of global tokens are 0.
 - to_global   (H, n, G):     weight from token i to the g-th global token (G ascending); global/padding rows 0.
 - from_global (H, G, n):     the global tokens' own rows over all keys (0 at padding).
+Causal attention (a language model) keeps only the band's past half, the columns c <= W/2 (a causal row has
+nothing after itself): `AttentionWeights.stored` is then (H, n, W/2 + 1) and `band` gives the (H, n, W + 1) layout
+back on read, so every reader sees one layout while a capture of every layer keeps half the memory.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
 class AttentionWeights:
-    """One layer's attention probabilities in the split layout (see module docstring)."""
+    """One layer's attention probabilities in the split layout (see module docstring). Build causal weights with
+    `AttentionWeights.causal_band(band, ...)` from a full (H, n, W + 1) band."""
 
-    band: torch.Tensor  # (H, n, W + 1)
+    stored: torch.Tensor  # (H, n, W + 1); causal: (H, n, W/2 + 1), the past half (own weight in the last column)
     to_global: torch.Tensor  # (H, n, G)
     from_global: torch.Tensor  # (H, G, n)
     dilation: tuple[int, ...]  # per head, to map band columns to keys
     global_tokens: tuple[int, ...]
     received: torch.Tensor | None = None  # (H, n) fp32 column sums, when the kernel computed them (derived)
+    causal: bool = False  # `stored` holds the band's past half only
+
+    @classmethod
+    def causal_band(cls, band: torch.Tensor, *rest, **kw) -> "AttentionWeights":
+        """Causal weights from a full (H, n, W + 1) band whose columns after W/2 are 0: keeps the past half."""
+        return cls(band[..., :band.shape[-1] // 2 + 1].contiguous(), *rest, **kw, causal=True)
+
+    @property
+    def band(self) -> torch.Tensor:
+        """(H, n, W + 1): column c holds key i + (c - W/2) * d_h (a causal capture is padded with zeros on read)."""
+        return F.pad(self.stored, (0, self.stored.shape[-1] - 1)) if self.causal else self.stored
 
     @property
     def window(self) -> int:
-        return self.band.shape[-1] - 1
+        return (self.stored.shape[-1] - 1) * (2 if self.causal else 1)
+
+    def heads(self, index: slice) -> "AttentionWeights":
+        """The same layer for a slice of heads."""
+        return AttentionWeights(self.stored[index], self.to_global[index], self.from_global[index],
+                                tuple(self.dilation[index]), self.global_tokens,
+                                None if self.received is None else self.received[index], self.causal)
 
     def to(self, device=None, dtype=None) -> "AttentionWeights":
-        return AttentionWeights(self.band.to(device=device, dtype=dtype),
+        return AttentionWeights(self.stored.to(device=device, dtype=dtype),
                                 self.to_global.to(device=device, dtype=dtype),
                                 self.from_global.to(device=device, dtype=dtype),
                                 self.dilation, self.global_tokens,
-                                None if self.received is None else self.received.to(device=device))
+                                None if self.received is None else self.received.to(device=device), self.causal)
 
     def dense(self, rows: slice | None = None, cols: slice | None = None) -> torch.Tensor:
         """(H, r, c) dense weights for a span of queries (rows) and keys (cols); the whole (H, n, n) by default."""

@@ -65,7 +65,7 @@ class RunResult:
         size = lambda t: t.numel() * (torch.finfo(dtype).bits // 8 if dtype is not None and t.is_floating_point()
                                       else t.element_size())
         total = sum(size(t) for l in chosen if l in self.capture.layers
-                    for t in (self.capture.band(l), self.capture.to_global(l), self.capture.from_global(l)))
+                    for t in (self.capture.weights(l).stored, self.capture.to_global(l), self.capture.from_global(l)))
         states = list(self.hidden_states or ()) if hidden_states else []
         return total + sum(size(h) for h in states + [self.last_hidden_state]) + 8 * self.n
 
@@ -79,10 +79,11 @@ class RunResult:
         for l, w in self.capture.layers.items():
             if layers is not None and l not in layers:
                 continue
-            tensors[f"layer.{l}.band"] = cast(w.band)
+            tensors[f"layer.{l}.band"] = cast(w.stored)  # causal: the band's past half
             tensors[f"layer.{l}.to_global"] = cast(w.to_global)
             tensors[f"layer.{l}.from_global"] = cast(w.from_global)
-            layer_meta[str(l)] = {"dilation": list(w.dilation), "global_tokens": list(w.global_tokens)}
+            layer_meta[str(l)] = {"dilation": list(w.dilation), "global_tokens": list(w.global_tokens),
+                                  "causal": w.causal}
         for i, h in enumerate((self.hidden_states or ()) if hidden_states else ()):
             tensors[f"hidden_states.{i}"] = cast(h)
         meta = {
@@ -122,7 +123,7 @@ def load_result(path: str | Path | bytes) -> RunResult:
         for l, info in json.loads(meta["layers"]).items():
             layers[int(l)] = AttentionWeights(tensors[f"layer.{l}.band"], tensors[f"layer.{l}.to_global"],
                                               tensors[f"layer.{l}.from_global"], tuple(info["dilation"]),
-                                              tuple(info["global_tokens"]))
+                                              tuple(info["global_tokens"]), causal=info.get("causal", False))
         n_hidden = sum(1 for k in tensors if k.startswith("hidden_states."))
         offsets = json.loads(meta.get("offsets", "null"))
         return RunResult(

@@ -117,6 +117,7 @@ def test_causal_longer_than_a_flex_block(impl):
 def test_causal_rows_see_the_past_and_their_sinks_only(impl):
     w = check(40, 8, [1, 2], (0, 1, 30), causal=True, impl=impl)
     assert not w.band[:, :, 5:].any()  # offsets > 0 hold nothing
+    assert w.causal and w.stored.shape[-1] == 5 and w.window == 8  # so only offsets <= 0 are kept
     assert w.band[0, 20].nonzero().flatten().tolist() == [0, 1, 2, 3, 4]  # itself and the 4 previous tokens
     assert w.band[1, 20].nonzero().flatten().tolist() == [0, 1, 2, 3, 4]  # every 2nd: 12, 14, 16, 18, 20
     assert w.to_global[:, 20, 2].abs().max() == 0 and w.to_global[:, 35, 2].min() > 0  # sink 30 only after it

@@ -107,6 +107,7 @@ def test_captured_rows_sum_to_one_per_query_head():
     for layer in (0, 1):
         w = session.capture.weights(layer)
         assert w.band.shape == (4, n, 9) and w.dilation == ((1, 1, 1, 1) if layer == 0 else (1, 2, 1, 3))
+        assert w.causal and w.stored.shape == (4, n, 5) and w.window == 8  # kept: the past half only
         dense = weights_to_dense(w)  # (H, n, n)
         torch.testing.assert_close(dense.sum(-1), torch.ones(4, n), atol=1e-5, rtol=0)
         assert not torch.triu(dense, diagonal=1).any()  # nothing after the query

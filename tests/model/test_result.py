@@ -79,3 +79,14 @@ def test_export_size_is_known_before_preparing_and_options_shrink_it(embedded):
     assert back.queries == ["fees"] and back.question == "What is due?" and back.hidden_states is None
     assert back.capture.band(2).dtype == torch.float16 and back.capture.captured_layers == [2]
     torch.testing.assert_close(back.capture.band(2).float(), res.capture.band(2), atol=1e-3, rtol=0)
+
+
+def test_a_causal_export_keeps_the_past_half_and_reads_back_whole(tiny_causal, tmp_path):
+    res = tiny_causal.run("the lamp at dusk " * 8, config=lfviz.AttentionConfig(window=8, global_tokens=(0,)))
+    w = res.capture.weights(0)
+    assert w.causal and w.stored.shape[-1] == 5
+    back = lfviz.load_result(res.save(tmp_path / "c.safetensors"))
+    for layer in res.capture.captured_layers:
+        a, b = res.capture.weights(layer), back.capture.weights(layer)
+        assert b.causal and torch.equal(a.stored, b.stored) and torch.equal(a.band, b.band)
+        assert torch.equal(a.dense(), b.dense()) and not torch.triu(b.dense(), diagonal=1).any()
