@@ -1,4 +1,5 @@
-"""Command line: `lfviz capture` runs a document and writes the run (attention + predictions) to .safetensors."""
+"""Command line: `lfviz capture` runs a document and writes the run (attention + predictions) to .safetensors;
+`lfviz study` measures placement strategies for global tokens over a corpus (`lfviz.study`)."""
 from __future__ import annotations
 
 import argparse
@@ -28,13 +29,70 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--fp16", action="store_true", help="store captured attention in float16")
     cap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     cap.add_argument("--max-tokens", type=int, default=4096, help="embedded model positions: 4096 or 16384")
+    study = sub.add_parser("study", help="which placement of global tokens keeps the model closest to full "
+                                         "attention, over a corpus (Parquet results + a summary per strategy)")
+    study.add_argument("corpus", help="a folder of .txt files, a .jsonl file or a .parquet file with a 'text' column "
+                                      "(optional 'question', 'id')")
+    study.add_argument("--out", required=True, help="results .parquet (rerun with the same --out to resume)")
+    study.add_argument("--model", default="embedded", help="'embedded', 'smollm2', a local folder or a Hub id")
+    study.add_argument("--window", default="256", help="two-sided window: one int, or one per layer")
+    study.add_argument("--dilation", default="1", help="as for capture")
+    study.add_argument("--strategies", default="first,question,sentence-starts,every-k:256,advisor:8",
+                       help="comma-separated: none, first, first-k:K, question, sentence-starts, every-k:K, "
+                            "evenly:K, advisor:K")
+    study.add_argument("--objective", default="auto",
+                       help="auto (perplexity for causal LMs, the pooled embedding otherwise), embedding, perplexity")
+    study.add_argument("--query", action="append", default=[], help="query every document is ranked against")
+    study.add_argument("--engine", choices=("local", "ray"), default="local")
+    study.add_argument("--address", default=None, help="Ray: an existing cluster ('auto', 'ray://host:10001'); "
+                                                       "default: a local Ray for this job")
+    study.add_argument("--actors", type=int, default=2, help="Ray: actors, one loaded model each")
+    study.add_argument("--cpus-per-actor", type=float, default=1, help="Ray: CPUs reserved per actor")
+    study.add_argument("--num-gpus", type=float, default=0, help="Ray: GPUs per actor (0.5 shares one GPU by two)")
+    study.add_argument("--threads", type=int, default=None, help="torch threads per worker (equal threads, "
+                                                                  "equal numbers to the last bit)")
+    study.add_argument("--limit", type=int, default=None, help="study only the first N documents")
+    study.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    study.add_argument("--max-tokens", type=int, default=None, help="embedded model positions: 4096 or 16384")
     return ap
+
+
+def study_main(args) -> int:
+    import pandas as pd
+
+    from .config import AttentionConfig
+    from .study.job import run_study, summary_path
+
+    def progress(done, total, doc_id):
+        print(f"\r{done}/{total} documents" + (f" (last: {doc_id[:40]})" if doc_id else ""), end="",
+              file=sys.stderr, flush=True)
+
+    config = AttentionConfig(window=parse_window(args.window), dilation=parse_dilation(args.dilation))
+    options = dict(address=args.address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                   num_gpus=args.num_gpus) if args.engine == "ray" else {}
+    rows = run_study(args.corpus, args.out, model=args.model, config=config, strategies=args.strategies,
+                     objective=args.objective, queries=args.query, engine=args.engine, device=args.device,
+                     max_tokens=args.max_tokens, threads=args.threads, limit=args.limit, progress=progress, **options)
+    print(file=sys.stderr)
+    summary = pd.read_csv(summary_path(Path(args.out)))
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(summary.round(4).to_string(index=False))
+    failed = rows["error"].notna().sum()
+    print(f"{rows['id'].nunique()} documents x {len(summary)} strategies -> {args.out}; summary -> "
+          f"{summary_path(Path(args.out))}" + (f"; {failed} rows failed (see their 'error')" if failed else ""))
+    return 0
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import lfviz
 
+    if args.command == "study":
+        try:
+            return study_main(args)
+        except (ValueError, KeyError) as e:
+            print(f"\nlfviz: error: {e}", file=sys.stderr)
+            return 2
     try:
         if args.file == "-":
             text = sys.stdin.read()

@@ -43,7 +43,7 @@ CHUNK_BYTES = 32 * 2**20  # fp32 scores per query chunk in `attention_from_afar`
 
 def full_attention(n: int) -> AttentionConfig:
     """Full attention on an n-token text: a window covering it (cut to the text by the kernel), nothing global."""
-    return AttentionConfig(window=2 * max(1, n))
+    return AttentionConfig(window=2 * max(1, int(n)))
 
 
 def is_causal(result) -> bool:

@@ -1,0 +1,273 @@
+"""A placement study: every document x strategy of a corpus measured against the same weights under full
+attention (`analysis.fidelity`), one row each, written to Parquet with a summary per strategy.
+
+Rows go to `<out>.parts/` one file per document as they finish, so a killed study resumes from the documents it
+has (`run_study` skips their ids); the end of the study gathers them into `<out>` (sorted by document, then
+strategy, whichever engine ran them) and writes `<out stem>.summary.csv`. The engine is this process
+(`engine="local"`) or Ray Data (`engine="ray"`, `distributed.py`): the same `study_document` runs either way.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ..analysis.advisor import advise
+from ..analysis.fidelity import attention_from_afar, full_attention, measure
+from ..config import AttentionConfig
+from .corpus import Doc, read_corpus
+from .strategies import Strategy, parse_strategies, placement
+
+SCHEMA = pa.schema([
+    ("doc", pa.int64()), ("id", pa.string()), ("strategy", pa.string()), ("tokens", pa.int64()),
+    ("global_tokens", pa.int64()), ("positions", pa.list_(pa.int64())), ("objective", pa.string()),
+    ("gap", pa.float64()),  # 0 = as full attention (`fidelity.gap`)
+    ("pooled_cosine", pa.float64()), ("perplexity_ratio", pa.float64()),  # encoders / causal LMs
+    ("divergence_mean", pa.float64()), ("divergence_last", pa.float64()),  # per-layer 1 - cos: mean, last layer
+    ("divergence_worst_layer", pa.int64()), ("prediction_change_max", pa.float64()),
+    ("truncated", pa.bool_()), ("seconds", pa.float64()), ("error", pa.string()),
+])
+COLUMNS = SCHEMA.names
+META_KEY = b"lfviz_study"
+
+
+def _row(doc: Doc, strategy: Strategy, **values) -> dict:
+    row = dict.fromkeys(COLUMNS)
+    row.update(doc=doc.index, id=doc.id, strategy=strategy.name, positions=[], truncated=False)
+    row.update(values)
+    return row
+
+
+def _reference(runner, doc: Doc, base: AttentionConfig, queries, far: bool):
+    if far:  # the advisor shortlists from the attention full attention gives across the window
+        return attention_from_afar(runner, doc.text, base, doc.question, queries)
+    n = len(runner.tokenize(doc.text, doc.question).input_ids)
+    full = runner.run(doc.text, config=full_attention(n), queries=queries, question=doc.question, capture=False,
+                      output_hidden_states=True)
+    return full, None
+
+
+def study_document(runner, doc: Doc, config: AttentionConfig, strategies: list[Strategy], objective: str = "auto",
+                   queries=()) -> list[dict]:
+    """One row per strategy for one document (see SCHEMA). Whatever fails is recorded in the row's `error`."""
+    if doc.error:
+        return [_row(doc, s, error=doc.error) for s in strategies]
+    base = config.replace(global_tokens=())
+    started = time.perf_counter()
+    try:
+        t = runner.tokenize(doc.text, doc.question)
+        full, far = _reference(runner, doc, base, list(queries), any(s.kind == "advisor" for s in strategies))
+    except Exception as e:  # noqa: BLE001 - one document's failure is its rows' error, not the study's
+        return [_row(doc, s, error=f"{type(e).__name__}: {e}") for s in strategies]
+    shared = (time.perf_counter() - started) / len(strategies)  # the reference run, spread over the rows
+    rows = []
+    for s in strategies:
+        t0 = time.perf_counter()
+        try:
+            if s.kind == "advisor":
+                positions = advise(runner, doc.text, base, min(s.k, len(t.input_ids)), objective, None,
+                                   queries=list(queries), question=doc.question, reference=(full, far)).positions
+            else:
+                positions = placement(s, t.tokens, t.offsets, doc.text, t.question_tokens)
+            res = runner.run(doc.text, config=base.replace(global_tokens=tuple(positions)), queries=list(queries),
+                             question=doc.question, capture=False, output_hidden_states=True)
+            fid = measure(full, res, objective)
+            layers = np.asarray(fid.per_layer, dtype=float)
+            changes = [abs(r["delta"]) for r in fid.predictions if r.get("delta") is not None]
+            rows.append(_row(
+                doc, s, tokens=res.n, global_tokens=len(positions), positions=[int(p) for p in positions],
+                objective=fid.objective, gap=float(fid.gap),
+                pooled_cosine=fid.document.get("pooled-embedding cosine"),
+                perplexity_ratio=fid.document.get("perplexity ratio"),
+                divergence_mean=float(layers.mean()) if len(layers) else None,
+                divergence_last=float(layers[-1]) if len(layers) else None,
+                divergence_worst_layer=int(layers.argmax()) if len(layers) else None,
+                prediction_change_max=float(max(changes)) if changes else None,
+                truncated=any("only the first" in w for w in t.warnings),
+                seconds=round(time.perf_counter() - t0 + shared, 4)))
+        except Exception as e:  # noqa: BLE001
+            rows.append(_row(doc, s, tokens=len(t.input_ids), error=f"{type(e).__name__}: {e}"))
+    return rows
+
+
+# -- files ---------------------------------------------------------------------------------------------------------
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def _write(rows: list[dict] | pd.DataFrame, path: Path, meta: dict | None = None) -> None:
+    table = (pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False) if isinstance(rows, pd.DataFrame)
+             else pa.Table.from_pylist(rows, schema=SCHEMA))
+    if meta is not None:
+        table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)  # whole or absent: a killed study never leaves half a file
+
+
+def read_results(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """A study's rows and its settings (model, window, strategies, corpus); ValueError if it is not one."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types
+        raise ValueError(f"{path} is not a readable Parquet file ({e}): open a study's results file") from e
+    meta = (table.schema.metadata or {}).get(META_KEY)
+    if meta is None or not set(COLUMNS) <= set(table.column_names):
+        raise ValueError(f"{path} is not an lfviz study's results (write one with `lfviz study`)")
+    return _frame(table), json.loads(meta)
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """Rows as pandas, integer and bool columns nullable (a failed row has no token count)."""
+    nullable = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.cast(SCHEMA).to_pandas(types_mapper=nullable.get)
+
+
+def _gather(out: Path, strategies: list[str]) -> pd.DataFrame:
+    frames = []
+    if out.exists():
+        frames.append(read_results(out)[0])
+    parts = parts_dir(out)
+    if parts.is_dir():
+        frames += [_frame(pq.read_table(f)) for f in sorted(parts.glob("doc-*.parquet"))]
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    rows = pd.concat(frames, ignore_index=True).drop_duplicates(["id", "strategy"], keep="last")
+    order = {name: i for i, name in enumerate(strategies)}
+    rows = rows.assign(_s=rows["strategy"].map(order)).sort_values(["doc", "_s"], kind="stable")
+    return rows.drop(columns="_s").reset_index(drop=True)
+
+
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy, in the study's order: documents, failures, the gap's mean and quantiles, how often it was
+    the closest to full attention among the strategies, global tokens and seconds per document."""
+    ok = rows[rows["error"].isna()]
+    best = ok.loc[ok.groupby("id")["gap"].idxmin(), "strategy"].value_counts() if len(ok) else pd.Series(dtype=int)
+    out = []
+    for name in dict.fromkeys(rows["strategy"]):
+        mine, good = rows[rows["strategy"] == name], ok[ok["strategy"] == name]
+        gap = good["gap"].to_numpy(dtype=float)
+        q = np.quantile(gap, [0.1, 0.5, 0.9]) if len(gap) else [math.nan] * 3
+        out.append({"strategy": name, "documents": len(mine), "failed": int(mine["error"].notna().sum()),
+                    "gap mean": float(gap.mean()) if len(gap) else math.nan, "gap p10": q[0], "gap median": q[1],
+                    "gap p90": q[2], "closest share": float(best.get(name, 0)) / max(1, ok["id"].nunique()),
+                    "global tokens mean": float(good["global_tokens"].mean()) if len(good) else math.nan,
+                    "seconds mean": float(good["seconds"].mean()) if len(good) else math.nan})
+    return pd.DataFrame(out)
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".summary.csv")
+
+
+# -- the job -------------------------------------------------------------------------------------------------------
+def run_study(corpus: str | Path, out: str | Path, model: str = "embedded",
+              config: AttentionConfig | None = None, strategies: str | list[str] = "first,sentence-starts,advisor:8",
+              objective: str = "auto", queries=(), engine: str = "local", device: str = "auto",
+              max_tokens: int | None = None, threads: int | None = None, limit: int | None = None,
+              progress: Callable[[int, int, str], None] | None = None, **ray_options) -> pd.DataFrame:
+    """Measure every document x strategy of `corpus` (see corpus.py) and write `out` (Parquet) and its summary.
+    Documents already in `out` or its parts (a killed or extended study) are not measured again; settings that
+    differ from theirs are refused. engine: "local" (this process) or "ray" (`distributed.run_on_ray`; its
+    options: address, actors, cpus_per_actor, num_gpus). threads: torch threads per worker (equal threads give
+    equal numbers to the last bit). progress(done, total, id) after each document. Returns the rows."""
+    out = Path(out)
+    config = (config or AttentionConfig(window=256)).replace(global_tokens=())
+    names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
+    plan = parse_strategies(",".join(names))
+    docs = read_corpus(corpus)[:limit]
+    settings = {"model": model, "config": config.to_dict(), "strategies": [s.name for s in plan],
+                "objective": objective, "queries": list(queries), "corpus": str(corpus)}
+    _check_settings(out, settings)
+    parts = parts_dir(out)
+    parts.mkdir(parents=True, exist_ok=True)
+    (parts / "settings.json").write_text(json.dumps(settings))
+    done = set(_gather(out, settings["strategies"])["id"])
+    todo = [d for d in docs if d.id not in done]
+    count, total = len(docs) - len(todo), len(docs)
+    say = progress or (lambda *_: None)
+    say(count, total, "")
+
+    def keep(rows: list[dict]) -> None:
+        nonlocal count
+        _write(rows, parts / f"doc-{rows[0]['doc']:06d}.parquet")
+        count += 1
+        say(count, total, rows[0]["id"])
+
+    job = dict(model=model, config=config.to_dict(), strategies=settings["strategies"], objective=objective,
+               queries=list(queries), device=device, max_tokens=max_tokens, threads=threads)
+    if engine == "local":
+        for rows in run_here(todo, **job):
+            keep(rows)
+    elif engine == "ray":
+        from .distributed import run_on_ray
+
+        for rows in run_on_ray(todo, job, **ray_options):
+            keep(rows)
+    else:
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    rows = _gather(out, settings["strategies"])
+    _write(rows, out, settings)
+    summarize(rows).to_csv(summary_path(out), index=False)
+    shutil.rmtree(parts)
+    return rows
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    same = lambda old: {k: v for k, v in old.items() if k != "corpus"} == \
+        {k: v for k, v in settings.items() if k != "corpus"}
+    old = None
+    if parts_dir(out).joinpath("settings.json").is_file():
+        old = json.loads(parts_dir(out).joinpath("settings.json").read_text())
+    elif out.exists():
+        old = read_results(out)[1]
+    if old is not None and not same(old):
+        raise ValueError(f"{out} holds a study with other settings ({_describe(old)}); this one is "
+                         f"{_describe(settings)}: write to another --out, or delete {out} to start again")
+
+
+def _describe(s: dict) -> str:
+    return f"model {s['model']}, window {s['config'].get('window')}, strategies {','.join(s['strategies'])}"
+
+
+class Worker:
+    """Loads the model once and studies documents with it: the local engine's loop and each Ray actor."""
+
+    def __init__(self, model: str, config: dict, strategies: list[str], objective: str, queries: list[str],
+                 device: str = "auto", max_tokens: int | None = None, threads: int | None = None):
+        from ..model.loading import load_runner
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        kwargs = {} if max_tokens is None else {"max_tokens": max_tokens}
+        self.runner = load_runner(model, device=device, **kwargs)
+        self.config = AttentionConfig.from_dict(config)
+        self.plan = parse_strategies(",".join(strategies))
+        self.objective, self.queries = objective, queries
+
+    def study(self, doc: Doc) -> list[dict]:
+        with torch.no_grad():
+            return study_document(self.runner, doc, self.config, self.plan, self.objective, self.queries)
+
+
+def run_here(docs: list[Doc], threads: int | None = None, **job):
+    """The local engine: one model in this process, documents in order; yields each document's rows."""
+    if not docs:
+        return
+    before = torch.get_num_threads()
+    worker = Worker(threads=threads, **job)
+    try:
+        for doc in docs:
+            yield worker.study(doc)
+    finally:
+        torch.set_num_threads(before)
