@@ -17,6 +17,7 @@ pages = [
     st.Page("pages/attention.py", title="Attention"),
     st.Page("pages/global_lab.py", title="Global-token lab"),
     st.Page("pages/fidelity.py", title="Fidelity"),
+    st.Page("pages/study.py", title="Study"),
     st.Page("pages/head_view.py", title="Head view"),
     st.Page("pages/scaling.py", title="Scaling"),
 ]

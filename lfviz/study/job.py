@@ -175,12 +175,13 @@ def run_study(corpus: str | Path, out: str | Path, model: str = "embedded",
               config: AttentionConfig | None = None, strategies: str | list[str] = "first,sentence-starts,advisor:8",
               objective: str = "auto", queries=(), engine: str = "local", device: str = "auto",
               max_tokens: int | None = None, threads: int | None = None, limit: int | None = None,
-              progress: Callable[[int, int, str], None] | None = None, **ray_options) -> pd.DataFrame:
+              progress: Callable[[int, int, str], None] | None = None, runner=None, **ray_options) -> pd.DataFrame:
     """Measure every document x strategy of `corpus` (see corpus.py) and write `out` (Parquet) and its summary.
     Documents already in `out` or its parts (a killed or extended study) are not measured again; settings that
     differ from theirs are refused. engine: "local" (this process) or "ray" (`distributed.run_on_ray`; its
     options: address, actors, cpus_per_actor, num_gpus). threads: torch threads per worker (equal threads give
-    equal numbers to the last bit). progress(done, total, id) after each document. Returns the rows."""
+    equal numbers to the last bit). progress(done, total, id) after each document. runner: an already loaded
+    runner of `model` for the local engine (the app's). Returns the rows."""
     out = Path(out)
     config = (config or AttentionConfig(window=256)).replace(global_tokens=())
     names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
@@ -207,7 +208,7 @@ def run_study(corpus: str | Path, out: str | Path, model: str = "embedded",
     job = dict(model=model, config=config.to_dict(), strategies=settings["strategies"], objective=objective,
                queries=list(queries), device=device, max_tokens=max_tokens, threads=threads)
     if engine == "local":
-        for rows in run_here(todo, **job):
+        for rows in run_here(todo, runner=runner, **job):
             keep(rows)
     elif engine == "ray":
         from .distributed import run_on_ray
@@ -244,13 +245,13 @@ class Worker:
     """Loads the model once and studies documents with it: the local engine's loop and each Ray actor."""
 
     def __init__(self, model: str, config: dict, strategies: list[str], objective: str, queries: list[str],
-                 device: str = "auto", max_tokens: int | None = None, threads: int | None = None):
+                 device: str = "auto", max_tokens: int | None = None, threads: int | None = None, runner=None):
         from ..model.loading import load_runner
 
         if threads:
             torch.set_num_threads(int(threads))
         kwargs = {} if max_tokens is None else {"max_tokens": max_tokens}
-        self.runner = load_runner(model, device=device, **kwargs)
+        self.runner = runner or load_runner(model, device=device, **kwargs)
         self.config = AttentionConfig.from_dict(config)
         self.plan = parse_strategies(",".join(strategies))
         self.objective, self.queries = objective, queries

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "out" / "screenshots"
 PAGES = [("Document", "document"), ("Pattern", "pattern"), ("Attention", "attention"),
-         ("Global-token lab", "global_lab"), ("Fidelity", "fidelity"), ("Head view", "head_view"),
-         ("Scaling", "scaling")]
+         ("Global-token lab", "global_lab"), ("Fidelity", "fidelity"), ("Study", "study"),
+         ("Head view", "head_view"), ("Scaling", "scaling")]
 HOSTILE = ('<script>alert(1)</script> "><img src=x onerror=alert(2)> </script> The board approved the budget. '
            "The contract ends on termination for breach. ")
 
