@@ -76,7 +76,7 @@ def samples_study(cfg: AttentionConfig) -> None:
     try:
         run_study(corpus, out, model=ss["model"], config=cfg, strategies=list(ss["study_strategies"]),
                   runner=cache.current_runner(),
-                  progress=lambda done, total, doc: bar.progress(done / max(1, total), text=f"{done}/{total} documents"))
+                  progress=lambda done, total, _: bar.progress(done / max(1, total), text=f"{done}/{total} documents"))
     except ValueError as e:
         st.error(f"The study could not run: {e}")
         return
@@ -91,7 +91,7 @@ def overview(rows: pd.DataFrame, settings: dict) -> None:
     docs, failed = rows["id"].nunique(), rows["error"].notna().sum()
     st.caption(f"Model {settings['model']}, window {format_window(cfg.window)}, dilation "
                f"{format_dilation(cfg.dilation)}, objective {settings['objective']}; {docs:,} documents from "
-               f"{settings['corpus']}" + (f"; {failed} rows failed (their error is in the table below)" if failed else ""))
+               f"{settings['corpus']}" + (f"; {failed} rows failed (see below)" if failed else ""))
     st.dataframe(summarize(rows).round(5), hide_index=True, width="stretch", key="study_summary")
     st.caption("distance = how far the document's result is from the same weights under full attention (0 = "
                "identical); closest share = the share of documents on which that strategy was the closest.")
@@ -110,7 +110,8 @@ def worst_documents(rows: pd.DataFrame, settings: dict) -> None:
     mine = rows[(rows["strategy"] == ss["study_strategy"]) & rows["error"].isna()]
     worst = mine.sort_values("gap", ascending=False).head(10)
     shown = worst[["id", "tokens", "gap", "global_tokens", "positions"]].copy()
-    shown["positions"] = shown["positions"].map(lambda p: format_positions(list(p)[:10]) + (" ..." if len(p) > 10 else ""))
+    short = lambda p: format_positions(list(p)[:10]) + (" ..." if len(p) > 10 else "")
+    shown["positions"] = shown["positions"].map(short)
     st.dataframe(shown, hide_index=True, width="stretch", key="study_worst")
     failed = rows[rows["error"].notna()].drop_duplicates("id")
     if len(failed):

@@ -1,5 +1,5 @@
 """The Ray engine of a study: Ray Data maps the documents through an actor pool, one loaded model per actor
-(`job.Worker`), on a local Ray started for the job or on an existing cluster (`address`). Rows come back as each
+(`rows.Worker`), on a local Ray started for the job or on an existing cluster (`address`). Rows come back as each
 document finishes; `job.run_study` writes them, so a killed study resumes the same way as a local one.
 
 Ray is optional (`pip install lfviz[cluster]`); `make` installs it for the tests.
@@ -12,7 +12,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from .corpus import Doc
-from .job import COLUMNS, SCHEMA, Worker
+from .rows import COLUMNS, SCHEMA, Worker
 
 INSTALL = "the Ray engine needs Ray: pip install 'lfviz[cluster]' (or pip install 'ray[data]')"
 
@@ -27,7 +27,8 @@ class _Actor:
         rows = []
         for i in range(len(batch["id"])):
             fields = {k: batch[k][i] for k in ("index", "id", "text", "question", "error")}
-            fields = {k: (None if v is None or (k in ("question", "error") and v != v) else v) for k, v in fields.items()}
+            missing = lambda k, v: v is None or (k in ("question", "error") and v != v)  # None or NaN
+            fields = {k: None if missing(k, v) else v for k, v in fields.items()}
             rows += self.worker.study(Doc(int(fields["index"]), str(fields["id"]), fields["text"] or "",
                                           fields["question"], fields["error"]))
         return pa.Table.from_pylist(rows, schema=SCHEMA)  # one schema for every block, nulls included
