@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..attention import bigbird
 from ..attention.layout import band_key_index
 from ..config import LayerSpec
 
@@ -59,31 +60,20 @@ def full_pairs(n: int):
 
 
 def bigbird_min_length(block: int = 64, num_random: int = 3) -> int:
-    return (5 + 2 * num_random) * block
+    return bigbird.min_length(block, num_random)
 
 
 def bigbird_blocks(n: int, block: int = 64, num_random: int = 3, seed: int = 0) -> list[list[int]]:
-    """Key blocks of each query block in BigBird's ITC pattern (window 3 blocks, first/last block global).
-
-    Query blocks 0 and nb-1 attend everything; every other block attends its neighbours, the first and last
-    block, and `num_random` random others. Raises ValueError below `bigbird_min_length` tokens.
-    """
+    """Key blocks of each query block in BigBird's ITC pattern (`attention.bigbird`: window 3 blocks, first/last
+    block global, `num_random` random blocks from a seeded plan), one head. Raises ValueError below
+    `bigbird_min_length` tokens, where Hugging Face's BigBird falls back to full attention."""
     if n < bigbird_min_length(block, num_random):
         raise ValueError(f"BigBird's block-sparse pattern needs at least {bigbird_min_length(block, num_random)} "
                          f"tokens with block size {block} and {num_random} random blocks (this text has {n}); "
                          f"BigBird uses full attention below that")
     nb = -(-n // block)
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(nb):
-        if i in (0, nb - 1):
-            out.append(list(range(nb)))
-            continue
-        fixed = {0, nb - 1, i - 1, i, i + 1}
-        pool = [b for b in range(nb) if b not in fixed]
-        rand = rng.choice(pool, size=min(num_random, len(pool)), replace=False).tolist()
-        out.append(sorted(fixed | set(rand)))
-    return out
+    mask = bigbird.block_mask(nb, bigbird.random_plan(nb, num_random, 1, seed))[0]  # (nb, nb)
+    return [row.nonzero().flatten().tolist() for row in mask]
 
 
 def bigbird_pairs(n: int, block: int = 64, num_random: int = 3, seed: int = 0):

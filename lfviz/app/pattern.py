@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ..analysis import patterns
+from ..attention import bigbird
 from ..figures import pattern as figs
 from . import cache
 
@@ -113,7 +114,7 @@ def side_by_side(spec, layer: int, head: int, n: int, tokens_: list[str], global
             f"{bb_pairs / n**2:.1%} of n² pairs</sup>", labels), key="pattern_bigbird", width="stretch")
         st.caption(f"BigBird (ITC): tokens in blocks of {block}; each block attends its own and the two "
                    f"neighbouring blocks (window), the first and last block (global, which also attend "
-                   f"everything) and {num_random} random blocks (fixed seed)."
+                   f"everything) and {num_random} random blocks (fixed seed). {bigbird.EVAL_NOTE}"
                    + (" Drawn bidirectional, as Hugging Face implements it: a causal model would keep the lower "
                       "triangle." if causal else ""))
 
