@@ -68,7 +68,7 @@ def main():
     res = run_lfviz()
     ppl_hf = float(torch.nn.functional.cross_entropy(run_hf()[0, :-1], x[0, 1:]).exp())
     print(f"{n} tokens, window 256 (128 previous), sinks 0-3, every layer captured in fp16 "
-          f"({sum(w.band.numel() * 2 for w in res.capture.layers.values()) / 2**20:.0f} MiB of band)")
+          f"({sum(w.stored.numel() * 2 for w in res.capture.layers.values()) / 2**20:.0f} MiB of band kept)")
     print(f"lfviz: {min(times['lfviz']):.2f} s, peak RSS growth {memory['lfviz']:.0f} MB, "
           f"perplexity {res.predictions.rows[0]['score']:.2f}")
     print(f"HF sdpa + 4D mask (no capture): {min(times['hf']):.2f} s, peak RSS growth {memory['hf']:.0f} MB, "
