@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config import LayerSpec
+from . import sparse
 from .banded import banded_attention
 from .indexing import positions
 from .layout import AttentionWeights
@@ -49,6 +50,8 @@ class BandedSelfAttention(nn.Module):
         """
         n, D = hidden.shape
         q, k, v = self._heads(self.query(hidden)), self._heads(self.key(hidden)), self._heads(self.value(hidden))
+        if sparse.active() is not None:  # another pattern (BigBird, LSH) on the same weights: no capture
+            return sparse.run_active(self.layer_idx, q, k, v).transpose(0, 1).reshape(n, D), None
         qg = kg = vg = None
         if global_tokens:
             idx = positions(tuple(global_tokens), hidden.device)

@@ -24,6 +24,7 @@ from typing import Iterator
 import torch
 from transformers import AttentionInterface
 
+from ..attention import sparse
 from ..attention.banded import banded_attention
 from ..config import LayerSpec
 from .capture import CaptureSession
@@ -83,6 +84,9 @@ def longformer_attention(module, query, key, value, attention_mask=None, scaling
     probe = getattr(_local, "probe", None)
     if probe is not None:
         probe(layer, q, k, scaling if scaling is not None else hd ** -0.5)
+    if sparse.active() is not None:  # another pattern (BigBird, LSH) on the same weights, keys up to the query
+        out = sparse.run_active(layer, q, k, v, scaling, causal=True)
+        return out.transpose(0, 1)[None].to(query.dtype), None
     g = pattern.global_tokens
     session = pattern.session
     want = session is not None and session.wants(layer)

@@ -1,0 +1,146 @@
+"""Attention under another sparse pattern than Longformer's, run on the same model: BigBird's blocks
+(`bigbird.py`) or Reformer's LSH buckets (`lsh.py`), each given as a multiplicity per (query, key).
+
+A pattern gives, per layer, `rows(s, e) -> (H, e - s, n)` int counts: how many times key j enters query i's
+softmax, 0 = not attended. Counting matters: Reformer's R hashing rounds are combined as one softmax over the keys
+of every round, a key found in two rounds twice (Hugging Face weights each round's output by its log-sum-exp,
+which is the same thing), so weight_ij is proportional to count_ij * exp(q_i . k_j). `pattern_attention` computes
+that in query chunks on the CPU (one chunk's (H, C, n) scores at a time, never n x n).
+
+`attention_pattern(pattern)` makes every lfviz attention call in this thread (encoders' `BandedSelfAttention`
+and causal LMs' `longformer_attention`) use `pattern` instead of the Longformer band: the same weights under
+another pattern. A causal LM keeps only keys at or before each query; a row left with nothing attends itself.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from . import bigbird, lsh
+
+CHUNK_BYTES = 32 * 2**20
+Rows = Callable[[int, int], torch.Tensor]  # (s, e) -> (H, e - s, n) int counts
+_local = threading.local()
+
+
+def pattern_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: Rows, scale: float,
+                      causal: bool = False) -> torch.Tensor:
+    """q, k, v: (H, n, hd). Returns (H, n, hd): softmax over the attended keys, each weighted by its count."""
+    H, n, hd = q.shape
+    out = torch.empty_like(q)
+    kt, vf = k.float().transpose(1, 2), v.float()
+    chunk = max(1, CHUNK_BYTES // (4 * H * n))
+    keys = torch.arange(n, device=q.device)
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        counts = rows(s, e).to(q.device)  # (H, C, n)
+        if causal:
+            counts = counts * (keys.view(1, 1, n) <= keys[s:e].view(1, -1, 1))
+        alone = counts.sum(-1) == 0  # (H, C): nothing left to attend: the query attends itself
+        if alone.any():
+            counts = counts.clone()
+            h, c = alone.nonzero(as_tuple=True)
+            counts[h, c, s + c] = 1
+        scores = (q[:, s:e].float() * scale) @ kt + counts.float().log()  # log 0 = -inf: not attended
+        out[:, s:e] = (torch.softmax(scores, dim=-1) @ vf).to(q.dtype)
+    return out
+
+
+@dataclass(frozen=True)
+class BigBirdPattern:
+    """BigBird ITC: blocks of `block` tokens, a window of 3 blocks, the first and last block global, `num_random`
+    random blocks per query block from a seeded plan (each layer and head its own draw)."""
+
+    block: int = 64
+    num_random: int = 3
+    seed: int = 0
+    name: str = "BigBird"
+
+    def rows(self, layer: int, k: torch.Tensor) -> Rows:
+        H, n, _ = k.shape
+        nb = -(-n // self.block)
+        if nb < 5 + 2 * self.num_random:
+            need = bigbird.min_length(self.block, self.num_random)
+            raise ValueError(f"BigBird's block-sparse pattern needs at least {need:,} tokens with blocks of "
+                             f"{self.block} and {self.num_random} random blocks (this text has {n:,}): pick a smaller "
+                             f"block or fewer random blocks")
+        blocks = bigbird.block_mask(nb, bigbird.random_plan(nb, self.num_random, H, self.seed + 1009 * layer))
+        of = torch.arange(n) // self.block  # each position's block
+
+        def rows(s: int, e: int) -> torch.Tensor:
+            return blocks[:, of[s:e]][:, :, of].to(torch.int32)  # (H, C, n)
+
+        return rows
+
+
+@dataclass(frozen=True)
+class LSHPattern:
+    """Reformer LSH: `num_hashes` rounds of angular hashing into `num_buckets` buckets (seeded rotations, each layer
+    its own), sorted, chunks of `chunk` slots with the chunk before. Hashes the layer's keys (an emulation on
+    models without shared QK: `lsh.EMULATION_NOTE`)."""
+
+    num_buckets: int = 8
+    num_hashes: int = 2
+    chunk: int = 64
+    seed: int = 0
+    name: str = "Reformer LSH"
+
+    def buckets(self, layer: int, k: torch.Tensor) -> torch.Tensor:
+        """(H, R, n) buckets of the layer's keys."""
+        H, n, hd = k.shape
+        rot = lsh.random_rotations(H, hd, self.num_hashes, self.num_buckets, self.seed + 1009 * layer)
+        return lsh.hash_buckets(k.detach().float().cpu(), rot)
+
+    def rows(self, layer: int, k: torch.Tensor) -> Rows:
+        return lsh_rows(self.buckets(layer, k), self.chunk)
+
+
+def lsh_rows(buckets: torch.Tensor, chunk: int) -> Rows:
+    """Counts of the LSH pattern of (H, R, n) buckets (`lsh.py`: sorted rounds, chunks with the chunk before;
+    a length that is not a multiple of `chunk` gets a last, partial chunk)."""
+    H, _, n = buckets.shape
+    slots = lsh.sorted_slots(buckets)  # (H, R * n)
+    slots = torch.cat([slots, slots.new_full((H, -slots.shape[1] % chunk), -1)], dim=1)  # -1: an empty slot
+    q, kk = lsh.chunk_keys(slots, chunk)
+    ok = lsh.attended(q, kk) & (q >= 0).unsqueeze(-1) & (kk >= 0).unsqueeze(-2)  # (H, C, c, K)
+    h = torch.arange(H).view(H, 1, 1, 1).expand_as(ok)[ok]
+    qq, key = q.unsqueeze(-1).expand_as(ok)[ok], kk.unsqueeze(-2).expand_as(ok)[ok]
+    order = torch.argsort(qq, stable=True)  # entries by query position: a chunk of rows is one slice
+    h, qq, key = h[order], qq[order], key[order]
+    starts = torch.searchsorted(qq, torch.arange(n + 1))
+
+    def rows(s: int, e: int) -> torch.Tensor:
+        a, b = int(starts[s]), int(starts[e])
+        counts = torch.zeros(H, e - s, n, dtype=torch.int32)
+        counts.index_put_((h[a:b], qq[a:b] - s, key[a:b]), torch.ones(b - a, dtype=torch.int32), accumulate=True)
+        return counts
+
+    return rows
+
+
+@contextmanager
+def attention_pattern(pattern) -> Iterator[None]:
+    """Inside the block, this thread's lfviz attention runs under `pattern` (BigBirdPattern, LSHPattern)."""
+    previous = getattr(_local, "pattern", None)
+    _local.pattern = pattern
+    try:
+        yield
+    finally:
+        _local.pattern = previous
+
+
+def active():
+    """The pattern this thread runs under, or None (Longformer's band)."""
+    return getattr(_local, "pattern", None)
+
+
+def run_active(layer: int, q, k, v, scale: float | None = None, causal: bool = False) -> torch.Tensor:
+    """The active pattern's attention for one layer (q, k, v: (H, n, hd))."""
+    pattern = active()
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    return pattern_attention(q, k, v, pattern.rows(layer, k), scale, causal)
