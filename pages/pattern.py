@@ -4,7 +4,7 @@ block-sparse pattern; what each costs per layer; and how far a token's informati
 Needs only the token count and the configuration: no model run."""
 import streamlit as st
 
-from lfviz.app import cache, pattern, routing
+from lfviz.app import cache, pattern, pattern_runs, routing
 
 routing.ensure_app_routing()
 ss = st.session_state
@@ -41,3 +41,4 @@ pattern.side_by_side(specs[layer], layer, head, n, tokens, global_tokens, start,
                      causal)
 pattern.cost_section(specs, n, runner.num_heads, global_tokens, block, num_random, causal)
 pattern.receptive_field(specs, n, global_tokens, causal)
+pattern_runs.section(runner, cfg, n, layer, head)

@@ -71,15 +71,17 @@ def token_text(variant, global_tokens) -> None:
 
 
 def value_text(result, values, key: str, click: str = "", global_tokens=(), value_format: str = "{:+.3f}",
-               scale: float | None = None):
+               scale: float | None = None, colors: list[str] | None = None):
     """`result`'s text with each token's background saying its value (red > 0, blue < 0; the hover gives the
     number; global tokens keep their red box). Long texts page with a slider. Returns the clicked position for
     the one run after a click, else None. `click` says in the hover what a click does; `scale`: the value at
-    full colour (default: set by these values; fixed, two maps compare)."""
+    full colour (default: set by these values; fixed, two maps compare); `colors`: one CSS colour per token
+    instead (categories)."""
     first = 0
     if result.n > MAX_SHOWN:
         first = st.slider("First token shown", 0, result.n - MAX_SHOWN, 0, step=50, key=f"{key}_start")
     pieces = text_pieces(result.tokens, result.offsets, result.text, first, first + MAX_SHOWN, global_tokens,
-                         question=result.question, values=values, value_format=value_format, value_scale=scale)
+                         question=result.question, values=values, value_format=value_format, value_scale=scale,
+                         colors=colors)
     out = _component(data={"pieces": pieces, "click": click}, key=key, on_clicked_change=lambda: None)
     return None if out.clicked is None else int(out.clicked)

@@ -29,9 +29,13 @@ _local = threading.local()
 
 
 def pattern_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: Rows, scale: float,
-                      causal: bool = False) -> torch.Tensor:
-    """q, k, v: (H, n, hd). Returns (H, n, hd): softmax over the attended keys, each weighted by its count."""
+                      causal: bool = False, pool: torch.Tensor | None = None) -> torch.Tensor:
+    """q, k, v: (H, n, hd). Returns (H, n, hd): softmax over the attended keys, each weighted by its count.
+    pool: an (H, m, m) float32 zeros tensor to receive the probabilities summed over an m x m grid of cells (query
+    cell, key cell), a picture of the attention without storing it."""
     H, n, hd = q.shape
+    m = 0 if pool is None else pool.shape[-1]
+    cell = torch.arange(n, device=q.device) * m // n if m else None  # each position's cell
     out = torch.empty_like(q)
     kt, vf = k.float().transpose(1, 2), v.float()
     chunk = max(1, CHUNK_BYTES // (4 * H * n))
@@ -47,7 +51,11 @@ def pattern_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: R
             h, c = alone.nonzero(as_tuple=True)
             counts[h, c, s + c] = 1
         scores = (q[:, s:e].float() * scale) @ kt + counts.float().log()  # log 0 = -inf: not attended
-        out[:, s:e] = (torch.softmax(scores, dim=-1) @ vf).to(q.dtype)
+        probs = torch.softmax(scores, dim=-1)  # (H, C, n)
+        out[:, s:e] = (probs @ vf).to(q.dtype)
+        if m:
+            by_key = torch.zeros(H, e - s, m, device=q.device).index_add_(2, cell, probs)  # (H, C, m)
+            pool.index_add_(1, cell[s:e], by_key)
     return out
 
 
@@ -124,14 +132,18 @@ def lsh_rows(buckets: torch.Tensor, chunk: int) -> Rows:
 
 
 @contextmanager
-def attention_pattern(pattern) -> Iterator[None]:
-    """Inside the block, this thread's lfviz attention runs under `pattern` (BigBirdPattern, LSHPattern)."""
-    previous = getattr(_local, "pattern", None)
-    _local.pattern = pattern
+def attention_pattern(pattern, picture_layer: int | None = None, cells: int = 128) -> Iterator[dict]:
+    """Inside the block, this thread's lfviz attention runs under `pattern` (BigBirdPattern, LSHPattern). With
+    `picture_layer`, the yielded dict gets "picture": that layer's (H, m, m) mean attention per cell (rows: query
+    cells, m = min(n, cells)), "keys_per_query": its mean attended keys per query (distinct, before causality)
+    and, for LSH, "buckets": its (H, R, n) buckets."""
+    previous = getattr(_local, "pattern", None), getattr(_local, "picture", None)
+    found: dict = {}
+    _local.pattern, _local.picture = pattern, (picture_layer, cells, found)
     try:
-        yield
+        yield found
     finally:
-        _local.pattern = previous
+        _local.pattern, _local.picture = previous
 
 
 def active():
@@ -143,4 +155,18 @@ def run_active(layer: int, q, k, v, scale: float | None = None, causal: bool = F
     """The active pattern's attention for one layer (q, k, v: (H, n, hd))."""
     pattern = active()
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    return pattern_attention(q, k, v, pattern.rows(layer, k), scale, causal)
+    want, cells, found = getattr(_local, "picture", None) or (None, 0, {})
+    if want != layer:
+        return pattern_attention(q, k, v, pattern.rows(layer, k), scale, causal)
+    H, n, _ = q.shape
+    m = min(n, cells)
+    pool = torch.zeros(H, m, m, device=q.device)
+    rows = pattern.rows(layer, k)
+    out = pattern_attention(q, k, v, rows, scale, causal, pool)
+    step = max(1, 2**22 // max(1, H * n))
+    found["keys_per_query"] = sum(int((rows(s, min(n, s + step)) > 0).sum()) for s in range(0, n, step)) / (H * n)
+    per_cell = torch.bincount(torch.arange(n) * m // n, minlength=m).clamp(min=1).to(pool.device)
+    found["picture"] = (pool / per_cell.view(1, m, 1)).cpu()  # mean over the cell's queries
+    if hasattr(pattern, "buckets"):
+        found["buckets"] = pattern.buckets(layer, k)
+    return out

@@ -38,13 +38,15 @@ def value_colors(values, scale: float | None = None) -> list[str | None]:
 
 def text_pieces(tokens: list[str], offsets: list[tuple[int, int]] | None, text: str | None, start: int = 0,
                 stop: int | None = None, global_tokens=(), matches=(), question: str | None = None,
-                values=None, value_format: str = "{:+.3f}", value_scale: float | None = None) -> list[dict]:
+                values=None, value_format: str = "{:+.3f}", value_scale: float | None = None,
+                colors: list[str] | None = None) -> list[dict]:
     """[{"p": position, "t": text shown, "g": global, "m": matches the search, "s": special}] for tokens
     [start, stop). "t" includes the whitespace between the previous token and this one. With a question, the
     tokens before the first special token after it index the question's characters (a question/document pair),
     the rest the text's. With `values` (one per token), each piece also has "c": its `value_colors` background
     (scaled over the whole text, not the shown window, or by `value_scale` so that two maps compare) and "v": the
-    value as `value_format` writes it."""
+    value as `value_format` writes it. `colors` (one CSS colour per token) replaces the value colours, e.g. one
+    hue per category."""
     stop = len(tokens) if stop is None else min(stop, len(tokens))
     glob, hit = set(global_tokens), set(matches)
     sources = [question, text] if question else [text]
@@ -77,7 +79,7 @@ def text_pieces(tokens: list[str], offsets: list[tuple[int, int]] | None, text: 
     if values is not None:
         if len(values) != len(tokens):
             raise ValueError(f"{len(values)} values for {len(tokens)} tokens: give one value per token")
-        colors = value_colors(values, value_scale)
+        colors = value_colors(values, value_scale) if colors is None else list(colors)
         for piece in out:
             v = values[piece["p"]]
             piece["c"] = colors[piece["p"]]

@@ -101,3 +101,22 @@ def test_long_document_bigbird_zoom_and_reach():
     reach = charts(at)["Receptive field"]
     assert [t["name"] for t in reach["data"] if t["mode"] == "lines"] == ["current configuration", "full attention"]
     assert bars_at(reach["data"][0], 2) == [(0, 26)]  # 8 neighbours per side per layer, from token 10
+
+
+def test_run_the_three_patterns_on_the_model():
+    from apptools import chart, open_page
+
+    doc = "The board approved the budget for the new bridge. The mayor objected to the cost. " * 20
+    at = open_page("pattern", doc, window="32")
+    at.button(key="pr_run").click().run()
+    assert not at.exception and not at.error
+    table = next(d.value for d in at.dataframe if "keys per query" in d.value.columns)
+    assert list(table["pattern"]) == ["Longformer", "BigBird", "Reformer LSH"]
+    assert (table["distance from full attention"] > 0).all()
+    for name in ("Longformer", "BigBird", "Reformer LSH"):
+        assert chart(at, f"{name}: layer 0, head 0")
+    assert any("buckets hold tokens" in c.value for c in at.caption)
+    assert any("training mode" in c.value for c in at.caption)  # HF's eval-mode BigBird has no random blocks
+    at.session_state["window"] = "64"
+    at.run()
+    assert any("run the patterns again" in i.value for i in at.info)

@@ -326,6 +326,21 @@ def test_suggest_apply_and_the_blind_spot_map_changes(browser_page):
     assert not exceptions(page) and dialogs == [] and outside == []
 
 
+def test_run_longformer_bigbird_and_lsh_on_the_model(browser_page):
+    """Pattern page: the three patterns run on the model; the table, one captured picture each, and the text
+    coloured by LSH bucket (several colours: hashing groups tokens)."""
+    page, outside, dialogs, _ = browser_page
+    goto(page, "Pattern")
+    page.get_by_role("button", name="Run the three patterns").click()
+    wait_idle(page)
+    page.get_by_text("LSH buckets over the text").first.wait_for(timeout=120_000)
+    assert page.get_by_text("Reformer LSH: layer", exact=False).count() >= 1
+    colours = page.locator(".st-key-pr_buckets span.tok").evaluate_all("s => s.map(e => e.style.backgroundColor)")
+    assert len(colours) > 20 and len(set(colours)) > 3
+    page.screenshot(path=str(SHOTS / "pattern_runs.png"), full_page=True)
+    assert not exceptions(page) and dialogs == [] and outside == []
+
+
 def test_hostile_document_on_every_page(browser_page):
     """After test_click_... the document holds <script>, </script> and onerror payloads: every view shows them
     as text, no dialog fires, nothing breaks."""
