@@ -1,7 +1,9 @@
 """BigBird's ITC pattern (`lfviz.attention.bigbird`) against Hugging Face's BigBirdModel block-sparse attention:
 given HF's own random plan (training mode, where it draws one) the attended pairs are exactly the pairs where HF's
 probabilities are non-zero; in eval mode HF has no random blocks at all (its plan is all zeros), which the
-predicate with an all-zero plan reproduces. lfviz's own seeded plan follows HF's rules."""
+predicate with an all-zero plan reproduces. lfviz's generic sparse path given HF's q, k, v and plan reproduces
+HF's output in both modes (eval: block 0 counted once more per random slot). lfviz's own seeded plan follows HF's
+rules."""
 import numpy as np
 import pytest
 import torch
@@ -69,3 +71,30 @@ def test_lfvizs_plan_follows_the_rules_and_its_seed():
     assert (per_row[:, 2:-2] == 8).all() and (per_row[:, [1, -2]] == 7).all()
     with pytest.raises(ValueError, match="at least 11 blocks"):
         bigbird.random_plan(6, 3)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_the_same_weights_under_lfvizs_bigbird_give_hugging_faces_output(train):
+    """lfviz's generic sparse path (`attention.sparse`), given HF's q, k, v and HF's plan, reproduces HF's block-sparse
+    attention output. In eval mode that takes counting block 0 once more per random slot, as HF's softmax does."""
+    from lfviz.attention.sparse import pattern_attention
+
+    model = hf_model(train)
+    seen = []
+    hook = lambda m, args, kwargs, out: seen.append((m, kwargs.get("hidden_states", args[0] if args else None), out[0]))
+    handle = model.encoder.layer[0].attention.self.register_forward_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(torch.randint(5, 100, (1, N), generator=torch.Generator().manual_seed(1)))
+    finally:
+        handle.remove()
+    module, hidden, context = seen[0]
+    heads = lambda x: x[0].view(N, 2, 16).transpose(0, 1)  # (H, n, d)
+    q, k, v = heads(module.query(hidden)), heads(module.key(hidden)), heads(module.value(hidden))
+    blocks = bigbird.block_mask(N // BLOCK, hf_plan(model, 0)).to(torch.int32)  # (H, nb, nb)
+    if not train:
+        blocks[:, 1:-1, 0] += R  # the all-zero plan: block 0 again in each random slot
+    of = torch.arange(N) // BLOCK
+    rows = lambda s, e: blocks[:, of[s:e]][:, :, of]
+    got = pattern_attention(q, k, v, rows, 16 ** -0.5)
+    torch.testing.assert_close(got.transpose(0, 1).reshape(1, N, 32), context, atol=1e-5, rtol=0)
