@@ -22,10 +22,7 @@ from lfviz.analysis.fidelity import attention_from_afar
 from lfviz.config import AttentionConfig
 from lfviz.samples import list_samples
 
-
-def cut(runner, text: str, tokens: int) -> str:
-    t = runner.tokenize(text)
-    return text if len(t.input_ids) <= tokens else text[:t.offsets[tokens - 1][1]]
+from _common import first_tokens  # bench/, on the path when a script here runs
 
 
 def main():
@@ -39,7 +36,7 @@ def main():
     for model in args.models.split(","):
         runner = lfviz.load_runner(model, device="cpu")
         for sample in list_samples():
-            text = cut(runner, sample.text, args.causal_tokens) if runner.task == "causal-lm" else sample.text
+            text = first_tokens(runner, sample.text, args.causal_tokens) if runner.task == "causal-lm" else sample.text
             question = sample.question if runner.task != "causal-lm" else None
             n = len(runner.tokenize(text, question).input_ids)
             for window in (128, 512):

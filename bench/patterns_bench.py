@@ -19,10 +19,7 @@ from lfviz.analysis.pattern_runs import run_patterns
 from lfviz.config import AttentionConfig
 from lfviz.samples import list_samples
 
-
-def cut(runner, text: str, tokens: int) -> str:
-    t = runner.tokenize(text)
-    return text if len(t.input_ids) <= tokens else text[:t.offsets[tokens - 1][1]]
+from _common import first_tokens  # bench/, on the path when a script here runs
 
 
 def main():
@@ -38,7 +35,7 @@ def main():
         causal = runner.task == "causal-lm"
         cfg = AttentionConfig(window=args.window, global_tokens=(0, 1, 2, 3) if causal else (0,))
         for sample in list_samples():
-            text = cut(runner, sample.text, args.causal_tokens) if causal else sample.text
+            text = first_tokens(runner, sample.text, args.causal_tokens) if causal else sample.text
             question = None if causal else sample.question
             runs = run_patterns(runner, text, cfg, layer=0, question=question, cells=16)
             n = len(runner.tokenize(text, question).input_ids)

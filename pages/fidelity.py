@@ -27,6 +27,7 @@ measured = fidelity.measure_all(cfg, full, named, objective, label)
 if fidelity.SIDEBAR not in measured or fidelity.NONE not in measured:
     st.stop()
 fidelity.placement_table(named, measured, objective)
+fidelity.prediction_changes(measured[fidelity.SIDEBAR])
 fidelity.keep_controls(cfg, named)
 
 st.subheader("Blind spots: where the sidebar's placement drifts from full attention")

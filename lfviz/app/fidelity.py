@@ -15,6 +15,7 @@ from ..figures.pattern import reach_figure
 from ..figures.token_text import value_scale
 from ..textspec import format_positions
 from . import cache, state
+from .lab import prediction_table
 from .token_text import value_text
 
 SIDEBAR, NONE = "sidebar (in force)", "no global tokens"
@@ -103,6 +104,16 @@ def placement_table(named: dict, measured: dict, objective: str) -> None:
                  key="fid_table")
     st.plotly_chart(figs.layer_fidelity({name: fid.per_layer for name, fid in measured.items()}),
                     key="fid_layers", width="stretch")
+
+
+def prediction_changes(fid) -> None:
+    """Every prediction the model makes, under full attention and under the sidebar's placement."""
+    if not fid.predictions:
+        return
+    table = prediction_table(fid.predictions).rename(columns={"baseline": "full attention", "variant": "sidebar"})
+    with st.expander(f"Every prediction: full attention vs the sidebar's placement ({len(table)})", key="fid_pred_box"):
+        st.dataframe(table, hide_index=True, width="stretch", key="fid_predictions")
+        st.caption("change = sidebar - full attention; rank: full attention's → the sidebar's (1 = best).")
 
 
 def keep_controls(cfg: AttentionConfig, named: dict) -> None:

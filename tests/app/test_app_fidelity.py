@@ -70,6 +70,9 @@ def test_suggest_then_apply_makes_the_recommendation_the_sidebars():
 
 def test_one_prediction_as_the_objective():
     at = open_page("fidelity", DOC, window="16", queries=["the cost of the bridge", "a bread recipe"])
+    predictions = next(d.value for d in at.dataframe if "full attention" in d.value.columns)
+    assert set(predictions["label"]) == {"the cost of the bridge", "a bread recipe"}
+    assert ((predictions["change"] - (predictions["sidebar"] - predictions["full attention"])).abs() < 2e-4).all()
     at.radio(key="fid_objective").set_value("prediction").run()
     at.selectbox(key="fid_label").set_value("a bread recipe").run()
     assert not at.exception and any("one prediction's score" in c.value for c in at.caption)
