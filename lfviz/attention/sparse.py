@@ -10,18 +10,24 @@ that in query chunks on the CPU (one chunk's (H, C, n) scores at a time, never n
 `attention_pattern(pattern)` makes every lfviz attention call in this thread (encoders' `BandedSelfAttention`
 and causal LMs' `longformer_attention`) use `pattern` instead of the Longformer band: the same weights under
 another pattern. A causal LM keeps only keys at or before each query; a row left with nothing attends itself.
+
+On a GPU, BigBird (counts 0 or 1) runs through FlexAttention with a block mask read from its block table
+(`bigbird_flex`: the fused kernel skips the key tiles a query tile never attends); LSH, whose counts can exceed 1,
+and the layer whose picture is taken stay on the chunked path.
 """
 from __future__ import annotations
 
 import math
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
+from torch._dynamo.exc import TorchDynamoException
 
-from . import bigbird, lsh
+from . import bigbird, flex, lsh
 
 CHUNK_BYTES = 32 * 2**20
 Rows = Callable[[int, int], torch.Tensor]  # (s, e) -> (H, e - s, n) int counts
@@ -59,6 +65,31 @@ def pattern_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: R
     return out
 
 
+def bigbird_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: torch.Tensor, block: int, scale: float,
+                 causal: bool = False, compiled: bool | None = None) -> torch.Tensor:
+    """BigBird through FlexAttention: q, k, v (H, n, hd); blocks (H, nb, nb) bool (`bigbird.block_mask`); query
+    i attends key j where blocks[h, i // block, j // block] (and j <= i when causal; the diagonal block always
+    holds the query itself, so no row is empty). compiled: the fused kernel (default: on CUDA); uncompiled,
+    FlexAttention evaluates the mask on every pair (tests on the CPU). Compiled for the CPU, torch 2.13's C++
+    template fails on this mask (an undeclared `cur_qSplitSize`), so the compiled path is checked on a GPU only
+    (tests/gpu); where compiling fails, `run_active` falls back to the chunked path with a warning."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    H, n, hd = q.shape
+    table = blocks.to(q.device)
+
+    def mask_mod(b, h, qi, kv):
+        keep = table[h, qi // block, kv // block]
+        return keep & (kv <= qi) if causal else keep
+
+    compiled = q.is_cuda if compiled is None else compiled
+    mask = create_block_mask(mask_mod, 1, H, n, n, device=q.device, BLOCK_SIZE=flex.BLOCK)
+    attend = flex._compiled() if compiled else flex_attention
+    with flex._LOCK:
+        out = attend(q[None], k[None], v[None], block_mask=mask, scale=scale)
+    return out[0]
+
+
 @dataclass(frozen=True)
 class BigBirdPattern:
     """BigBird ITC: blocks of `block` tokens, a window of 3 blocks, the first and last block global, `num_random`
@@ -69,6 +100,10 @@ class BigBirdPattern:
     seed: int = 0
     name: str = "BigBird"
 
+    def blocks(self, layer: int, heads: int, nb: int) -> torch.Tensor:
+        """(H, nb, nb) bool: the layer's block table (each layer and head its own random plan)."""
+        return bigbird.block_mask(nb, bigbird.random_plan(nb, self.num_random, heads, self.seed + 1009 * layer))
+
     def rows(self, layer: int, k: torch.Tensor) -> Rows:
         H, n, _ = k.shape
         nb = -(-n // self.block)
@@ -77,7 +112,7 @@ class BigBirdPattern:
             raise ValueError(f"BigBird's block-sparse pattern needs at least {need:,} tokens with blocks of "
                              f"{self.block} and {self.num_random} random blocks (this text has {n:,}): pick a smaller "
                              f"block or fewer random blocks")
-        blocks = bigbird.block_mask(nb, bigbird.random_plan(nb, self.num_random, H, self.seed + 1009 * layer))
+        blocks = self.blocks(layer, H, nb)
         of = torch.arange(n) // self.block  # each position's block
 
         def rows(s: int, e: int) -> torch.Tensor:
@@ -157,6 +192,14 @@ def run_active(layer: int, q, k, v, scale: float | None = None, causal: bool = F
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     want, cells, found = getattr(_local, "picture", None) or (None, 0, {})
     if want != layer:
+        if isinstance(pattern, BigBirdPattern) and flex.available(q.device, q.shape[-1]):
+            pattern.rows(layer, k)  # says what to change on a text too short for the blocks
+            nb = -(-q.shape[1] // pattern.block)
+            try:
+                return bigbird_flex(q, k, v, pattern.blocks(layer, q.shape[0], nb), pattern.block, scale, causal)
+            except TorchDynamoException as e:
+                warnings.warn(f"FlexAttention could not compile BigBird's mask ({str(e)[:200]}); using the chunked "
+                              "path", stacklevel=2)
         return pattern_attention(q, k, v, pattern.rows(layer, k), scale, causal)
     H, n, _ = q.shape
     m = min(n, cells)

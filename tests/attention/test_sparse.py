@@ -74,3 +74,23 @@ def test_models_run_under_other_patterns(embedded, tiny_causal, pattern):
 def test_bigbird_on_a_text_too_short_says_what_to_change(embedded):
     with attention_pattern(BigBirdPattern(block=64, num_random=3)), pytest.raises(ValueError, match="smaller block"):
         embedded.run("A short text.", capture=False)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+@pytest.mark.parametrize("causal", [False, True])
+def test_bigbird_through_flexattention_equals_the_chunked_path(causal):
+    """The GPU's path for BigBird (a block mask from the block table), run here on the CPU uncompiled (the mask on
+    every pair); compiled, on a GPU: tests/gpu/test_gpu.py."""
+    compiled = False
+    import warnings
+
+    g = torch.Generator().manual_seed(0)
+    H, n, hd = 2, 300, 16
+    q, k, v = (torch.randn(H, n, hd, generator=g) for _ in range(3))
+    pattern = BigBirdPattern(block=20, num_random=2, seed=5)
+    nb = 15
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = sparse.bigbird_flex(q, k, v, pattern.blocks(0, H, nb), 20, 0.25, causal, compiled=compiled)
+    want = pattern_attention(q, k, v, pattern.rows(0, k), 0.25, causal)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -186,3 +186,17 @@ def test_a_16k_document_opens_on_every_page_with_captures_on_the_gpu():
     res = app_cache._cached_run("embedded-16k", doc, json.dumps(lfviz.AttentionConfig(global_tokens=(0,)).to_dict()),
                                 (), None, True)
     assert res.n == 16384 and res.capture.band(0).is_cuda and res.capture.band(0).dtype == torch.float16
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bigbird_compiled_flexattention_equals_the_chunked_path(causal):
+    """BigBird's GPU path (a FlexAttention block mask from its block table, compiled) against the chunked path."""
+    from lfviz.attention import sparse
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    H, n, hd = 4, 2048, 64
+    q, k, v = (torch.randn(H, n, hd, device="cuda", generator=g) for _ in range(3))
+    pattern = sparse.BigBirdPattern(block=64, num_random=3, seed=1)
+    got = sparse.bigbird_flex(q, k, v, pattern.blocks(0, H, n // 64), 64, hd ** -0.5, causal, compiled=True)
+    want = sparse.pattern_attention(q, k, v, pattern.rows(0, k), hd ** -0.5, causal)
+    torch.testing.assert_close(got, want, atol=2e-3, rtol=0)
