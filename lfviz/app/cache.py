@@ -23,15 +23,26 @@ def get_runner(model: str) -> Runner:
     return runner
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
-def _cached_run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None,
-                capture: bool):
+def _run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None, capture: bool):
     runner = get_runner(model)
     config = AttentionConfig.from_dict(json.loads(config_json))
     # On a GPU the captures stay there: each figure reduces or slices what it shows on the device, then moves that.
     return runner.run(text, config=config, queries=list(queries), question=question, capture=capture,
                       capture_dtype=torch.float16, output_hidden_states=True,
                       keep_on_device=runner.device.type == "cuda")
+
+
+# Captured runs hold every layer's attention (hundreds of MB at 4k tokens): few of them. Runs without capture hold
+# hidden states only (tens of MB): the Fidelity page compares several placements, so more of those.
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _cached_run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None,
+                capture: bool):
+    return _run(model, text, config_json, queries, question, capture)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _cached_plain_run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None):
+    return _run(model, text, config_json, queries, question, False)
 
 
 def _run_key(model: str, text: str, config: AttentionConfig, queries, question) -> str:
@@ -62,14 +73,15 @@ def run_document(config: AttentionConfig | None = None, capture: bool = True, te
                    "model was not run again.")
         return saved[1]
     try:
+        args = (ss["model"], text, json.dumps(config.to_dict()), tuple(ss.get("queries", ())), ss.get("question"))
         with st.spinner("Running the model..."):
-            return _cached_run(ss["model"], text, json.dumps(config.to_dict()), tuple(ss.get("queries", ())),
-                               ss.get("question"), capture)
+            return _cached_run(*args, capture) if capture else _cached_plain_run(*args)
     except ValueError as e:
         st.error(f"Cannot run this configuration: {e}")
         return None
     except torch.cuda.OutOfMemoryError:
         _cached_run.clear()  # drop cached captures so the memory can be reused
+        _cached_plain_run.clear()
         torch.cuda.empty_cache()
         st.error("The GPU ran out of memory for this run. Shorten the document, use a smaller window or fewer "
                  "global tokens; the previous settings still work.")
