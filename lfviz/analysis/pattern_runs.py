@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..attention import bigbird, lsh
-from ..attention.sparse import BigBirdPattern, LSHPattern, attention_pattern
+from ..attention.sparse import BigBirdPattern, LSHPattern, add_to_picture, attention_pattern, picture_mean
 from ..config import AttentionConfig
 from .fidelity import full_attention, measure
 from .peak_memory import PeakMemory
@@ -77,10 +77,8 @@ def _picture_of_capture(weights, n: int, cells: int) -> np.ndarray:
     pool = torch.zeros(H, m, m)
     step = max(1, 2**22 // max(1, H * n))
     for s in range(0, n, step):
-        e = min(n, s + step)
-        dense = weights.dense(rows=slice(s, e)).float().cpu()  # (H, C, n)
-        pool.index_add_(1, cell[s:e], torch.zeros(H, e - s, m).index_add_(2, cell, dense))
-    return (pool / torch.bincount(cell, minlength=m).clamp(min=1).view(1, m, 1)).numpy()
+        add_to_picture(pool, weights.dense(rows=slice(s, min(n, s + step))).float().cpu(), s, cell)  # (H, C, n) rows
+    return picture_mean(pool, n).numpy()
 
 
 def _timed(fn, device):

@@ -60,9 +60,22 @@ def pattern_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: R
         probs = torch.softmax(scores, dim=-1)  # (H, C, n)
         out[:, s:e] = (probs @ vf).to(q.dtype)
         if m:
-            by_key = torch.zeros(H, e - s, m, device=q.device).index_add_(2, cell, probs)  # (H, C, m)
-            pool.index_add_(1, cell[s:e], by_key)
+            add_to_picture(pool, probs, s, cell)
     return out
+
+
+def add_to_picture(pool: torch.Tensor, probs: torch.Tensor, s: int, cell: torch.Tensor) -> None:
+    """Add the probabilities of query rows s.. ((H, C, n)) to the (H, m, m) cell sums `pool`; cell: (n,) each
+    position's cell."""
+    by_key = torch.zeros(probs.shape[0], probs.shape[1], pool.shape[-1], device=pool.device)
+    pool.index_add_(1, cell[s:s + probs.shape[1]], by_key.index_add_(2, cell, probs.to(pool.device)))
+
+
+def picture_mean(pool: torch.Tensor, n: int) -> torch.Tensor:
+    """Cell sums (H, m, m) of n query rows -> the mean over each query cell's rows."""
+    m = pool.shape[-1]
+    per_cell = torch.bincount(torch.arange(n) * m // n, minlength=m).clamp(min=1).to(pool.device)
+    return pool / per_cell.view(1, m, 1)
 
 
 def bigbird_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: torch.Tensor, block: int, scale: float,
@@ -104,15 +117,19 @@ class BigBirdPattern:
         """(H, nb, nb) bool: the layer's block table (each layer and head its own random plan)."""
         return bigbird.block_mask(nb, bigbird.random_plan(nb, self.num_random, heads, self.seed + 1009 * layer))
 
-    def rows(self, layer: int, k: torch.Tensor) -> Rows:
-        H, n, _ = k.shape
+    def num_blocks(self, n: int) -> int:
+        """Blocks of an n-token text; ValueError saying what to change when the text is too short for them."""
         nb = -(-n // self.block)
         if nb < 5 + 2 * self.num_random:
             need = bigbird.min_length(self.block, self.num_random)
             raise ValueError(f"BigBird's block-sparse pattern needs at least {need:,} tokens with blocks of "
                              f"{self.block} and {self.num_random} random blocks (this text has {n:,}): pick a smaller "
                              f"block or fewer random blocks")
-        blocks = self.blocks(layer, H, nb)
+        return nb
+
+    def rows(self, layer: int, k: torch.Tensor) -> Rows:
+        H, n, _ = k.shape
+        blocks = self.blocks(layer, H, self.num_blocks(n))
         of = torch.arange(n) // self.block  # each position's block
 
         def rows(s: int, e: int) -> torch.Tensor:
@@ -193,10 +210,9 @@ def run_active(layer: int, q, k, v, scale: float | None = None, causal: bool = F
     want, cells, found = getattr(_local, "picture", None) or (None, 0, {})
     if want != layer:
         if isinstance(pattern, BigBirdPattern) and flex.available(q.device, q.shape[-1]):
-            pattern.rows(layer, k)  # says what to change on a text too short for the blocks
-            nb = -(-q.shape[1] // pattern.block)
+            blocks = pattern.blocks(layer, q.shape[0], pattern.num_blocks(q.shape[1]))
             try:
-                return bigbird_flex(q, k, v, pattern.blocks(layer, q.shape[0], nb), pattern.block, scale, causal)
+                return bigbird_flex(q, k, v, blocks, pattern.block, scale, causal)
             except TorchDynamoException as e:
                 warnings.warn(f"FlexAttention could not compile BigBird's mask ({str(e)[:200]}); using the chunked "
                               "path", stacklevel=2)
@@ -204,12 +220,13 @@ def run_active(layer: int, q, k, v, scale: float | None = None, causal: bool = F
     H, n, _ = q.shape
     m = min(n, cells)
     pool = torch.zeros(H, m, m, device=q.device)
-    rows = pattern.rows(layer, k)
+    if isinstance(pattern, LSHPattern):  # hashed once: the rows and the buckets shown come from the same hashing
+        found["buckets"] = pattern.buckets(layer, k)
+        rows = lsh_rows(found["buckets"], pattern.chunk)
+    else:
+        rows = pattern.rows(layer, k)
     out = pattern_attention(q, k, v, rows, scale, causal, pool)
     step = max(1, 2**22 // max(1, H * n))
     found["keys_per_query"] = sum(int((rows(s, min(n, s + step)) > 0).sum()) for s in range(0, n, step)) / (H * n)
-    per_cell = torch.bincount(torch.arange(n) * m // n, minlength=m).clamp(min=1).to(pool.device)
-    found["picture"] = (pool / per_cell.view(1, m, 1)).cpu()  # mean over the cell's queries
-    if hasattr(pattern, "buckets"):
-        found["buckets"] = pattern.buckets(layer, k)
+    found["picture"] = picture_mean(pool, n).cpu()
     return out
