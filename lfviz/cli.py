@@ -61,7 +61,7 @@ def study_main(args) -> int:
     import pandas as pd
 
     from .config import AttentionConfig
-    from .study.job import run_study, summary_path
+    from .study.job import run_study, summarize, summary_path
 
     def progress(done, total, doc_id):
         print(f"\r{done}/{total} documents" + (f" (last: {doc_id[:40]})" if doc_id else ""), end="",
@@ -74,7 +74,7 @@ def study_main(args) -> int:
                      objective=args.objective, queries=args.query, engine=args.engine, device=args.device,
                      max_tokens=args.max_tokens, threads=args.threads, limit=args.limit, progress=progress, **options)
     print(file=sys.stderr)
-    summary = pd.read_csv(summary_path(Path(args.out)))
+    summary = summarize(rows)  # what run_study wrote to the summary file
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summary.round(4).to_string(index=False))
     failed = rows["error"].notna().sum()

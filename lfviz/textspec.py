@@ -60,8 +60,11 @@ def format_dilation(dilation) -> str:
     return ",".join(map(str, dilation))
 
 
-def format_positions(positions) -> str:
-    return ", ".join(map(str, positions))
+def format_positions(positions, most: int | None = None) -> str:
+    """"0, 12, 40"; with `most`, the first `most` and " ..." when there are more."""
+    positions = list(positions)
+    shown = ", ".join(map(str, positions[:most]))
+    return shown + (" ..." if most is not None and len(positions) > most else "")
 
 
 def config_from_text(window: str, dilation: str, global_tokens: str) -> AttentionConfig:

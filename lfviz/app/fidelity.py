@@ -91,7 +91,7 @@ def measure_all(cfg: AttentionConfig, full, named: dict, objective: str, label: 
 
 
 def _short(positions, most: int = 12) -> str:
-    return format_positions(positions[:most]) + (" ..." if len(positions) > most else "") if positions else "-"
+    return format_positions(positions, most) or "-"
 
 
 def placement_table(named: dict, measured: dict, objective: str) -> None:

@@ -110,8 +110,7 @@ def worst_documents(rows: pd.DataFrame, settings: dict) -> None:
     mine = rows[(rows["strategy"] == ss["study_strategy"]) & rows["error"].isna()]
     worst = mine.sort_values("gap", ascending=False).head(10)
     shown = worst[["id", "tokens", "gap", "global_tokens", "positions"]].copy()
-    short = lambda p: format_positions(list(p)[:10]) + (" ..." if len(p) > 10 else "")
-    shown["positions"] = shown["positions"].map(short)
+    shown["positions"] = shown["positions"].map(lambda p: format_positions(p, 10))
     st.dataframe(shown, hide_index=True, width="stretch", key="study_worst")
     failed = rows[rows["error"].notna()].drop_duplicates("id")
     if len(failed):
