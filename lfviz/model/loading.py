@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +27,7 @@ EMBEDDED_NOTE = ("all-MiniLM-L6-v2 (6 layers, 12 heads, hidden 384) converted to
                  "Longformer: it matches the original model exactly when the window covers the text and no "
                  "token is global; anything else shows how the converted weights behave.")
 
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # owner/name, no ".."
 _TASKS = {
     "LongformerForMaskedLM": (LongformerForMaskedLM, "fill-mask"),
     "LongformerForQuestionAnswering": (LongformerForQuestionAnswering, "question-answering"),
@@ -70,15 +72,16 @@ def _local_config(path: Path) -> dict:
         raise ValueError(f"{cfg} is not valid JSON ({e})") from e
 
 
-def _fetch(model_id: str) -> Path:
-    """Local snapshot of a Hub model (config, tokenizer, safetensors), from the cache when offline."""
+def _fetch(model_id: str, local_files_only: bool = False) -> Path:
+    """Local snapshot of a Hub model (config, tokenizer, safetensors), from the cache when offline or when
+    `local_files_only` (no request leaves the machine)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled,
                                         RepositoryNotFoundError)
 
     patterns = ["*.json", "*.txt", "*.model", "merges.txt", "vocab.*", "*.safetensors"]
     try:
-        return Path(snapshot_download(model_id, allow_patterns=patterns))
+        return Path(snapshot_download(model_id, allow_patterns=patterns, local_files_only=local_files_only))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, OSError) as e:
         raise ValueError(
             f"model {model_id!r} is not available: it is not in the local Hugging Face cache and the Hub cannot be "
@@ -90,12 +93,15 @@ def _fetch(model_id: str) -> Path:
 
 
 def load_runner(model: str = EMBEDDED, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
-                max_tokens: int = 4096, progress: Callable[[str], None] | None = None) -> Runner | CausalRunner:
+                max_tokens: int = 4096, progress: Callable[[str], None] | None = None, hub_only: bool = False,
+                local_files_only: bool = False) -> Runner | CausalRunner:
     """model: "embedded" (max_tokens 4096 or 16384), "smollm2" (a causal language model, see `smollm2.py`), a
     local folder, or a Hub id of a Longformer checkpoint.
 
     A folder holding a plain BERT checkpoint is converted the same way as the embedded model.
     dtype: None = float32 on the CPU, float16 on CUDA. progress: told what a slow first load is doing.
+    hub_only: `model` names a Hub model, never a folder (a shared app's model field: no server path is looked at).
+    local_files_only: a Hub model comes from the local cache only, never downloaded.
     """
     dev = resolve_device(device)
     dtype = dtype or (torch.float16 if dev.type == "cuda" else torch.float32)
@@ -113,11 +119,15 @@ def load_runner(model: str = EMBEDDED, device: str | torch.device = "auto", dtyp
         net, task, converted = _from_bert_dir(path, max_tokens), "similarity", True
         model_id, description = EMBEDDED if max_tokens == 4096 else f"{EMBEDDED}-16k", EMBEDDED_NOTE
     else:
-        path = Path(model).expanduser()
-        if not path.is_dir():
+        path = Path(model) if hub_only else Path(model).expanduser()
+        if hub_only:
+            if not HUB_ID.fullmatch(model):
+                raise ValueError(f"{model!r} is not a Hub id: give one like allenai/longformer-base-4096")
+            path = _fetch(model, local_files_only)
+        elif not path.is_dir():
             if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
                 raise ValueError(f"{model!r} is not a folder: give a model folder, a Hub id or 'embedded'")
-            path = _fetch(model)
+            path = _fetch(model, local_files_only)
         cfg = _local_config(path)
         mtype = cfg.get("model_type")
         if mtype == "bert":
