@@ -8,16 +8,16 @@ import streamlit as st
 import torch
 
 from ..config import AttentionConfig
-from ..model.loading import load_runner
 from ..model.runner import Runner
 from ..textspec import config_from_text
+from . import serving
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
 def get_runner(model: str) -> Runner:
     """One shared runner per model key ("embedded", "embedded-16k", a folder or Hub id); on a GPU warmed up
     (kernels compiled) while the loading spinner shows."""
-    runner = load_runner("embedded", max_tokens=16384) if model == "embedded-16k" else load_runner(model)
+    runner = serving.load_model(model)  # the owner's rules: which folders, whether the Hub may be reached
     if runner.device.type == "cuda":
         runner.warm_up()
     return runner

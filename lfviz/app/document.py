@@ -9,7 +9,7 @@ from ..figures.pattern import pattern_heatmap
 from ..model.result import load_result
 from ..samples import list_samples
 from ..textspec import config_to_text
-from . import cache, pattern, state
+from . import cache, pattern, serving, state
 
 
 def decode_text_upload(data: bytes, limit: int = state.MAX_UPLOAD_BYTES) -> str:
@@ -32,8 +32,27 @@ def export_differences(info: dict, model: str, current: dict[str, str]) -> list[
 
 def _model_chosen() -> None:
     ss = st.session_state
+    ss["_custom_model"] = ss["model_choice"] == "custom"  # a plain key: the field stays open on the next runs
     if ss["model_choice"] != "custom":
         ss["model"] = ss["model_choice"]  # in a callback: the sidebar and the link show it in this very run
+
+
+def _custom_label() -> str:
+    return "Hub id or folder on this machine" if serving.paths_allowed() else "Hub id (from the server's cache)"
+
+
+def _load_custom() -> None:
+    """Load the model named in the field (a Hub id, or a folder where the owner allows paths) and make it current;
+    the error, if any, waits in "_model_error" for the page to show. The current model is kept either way."""
+    ss = st.session_state
+    ss.pop("_model_error", None)
+    try:
+        key = serving.custom_model_key(ss.get("model_path", ""))
+        cache.get_runner(key)
+    except ValueError as e:
+        ss["_model_error"] = f"{e} The current model ({ss['model']}) is kept."
+    else:
+        ss["model"] = key
 
 
 def model_picker():
@@ -41,21 +60,25 @@ def model_picker():
     ss = st.session_state
     st.subheader("Model")
     choices = list(state.MODEL_CHOICES) + ["custom"]
-    current = ss["model"] if ss["model"] in state.MODEL_CHOICES else "custom"
-    if ss.get("model_choice") != current and not (ss.get("model_choice") == "custom" and current == "custom"):
+    current = "custom" if ss.get("_custom_model") or ss["model"] not in state.MODEL_CHOICES else ss["model"]
+    if ss.get("model_choice") != current:
         ss["model_choice"] = current  # a link or an export changed the model
     choice = st.selectbox("Model", choices, key="model_choice", on_change=_model_chosen,
-                          format_func=lambda k: state.MODEL_CHOICES.get(k, "Hub id or local folder..."))
+                          format_func=lambda k: state.MODEL_CHOICES.get(k, _custom_label() + "..."))
     if choice == "custom":
-        path = st.text_input("Hub id or local folder", value="" if current != "custom" else ss["model"],
-                             key="model_path", placeholder="allenai/longformer-base-4096 or /path/to/folder")
-        if st.button("Load", key="model_load") and path.strip():
-            try:
-                cache.get_runner(path.strip())
-            except ValueError as e:
-                st.error(f"{e}")
-            else:
-                state.request(model=path.strip())  # rerun: the sidebar, drawn before, shows the new model
+        if ss.get("model_path") is None and ss["model"] not in state.MODEL_CHOICES:
+            ss["model_path"] = ss["model"]
+        c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+        c1.text_input(_custom_label(), key="model_path",
+                      placeholder="allenai/longformer-base-4096" + (" or /path/to/folder"
+                                                                    if serving.paths_allowed() else ""))
+        c2.button("Load", key="model_load", on_click=_load_custom, disabled=not ss.get("model_path", "").strip())
+        st.caption("Longformer, BERT (converted) and causal LM checkpoints; safetensors only, no remote code. "
+                   + ("Hub models come from the server's cache: nothing is downloaded."
+                      if not serving.hub_downloads_allowed() else "Hub models are downloaded when missing.")
+                   + ("" if serving.paths_allowed() else " Folders on the server are off on this shared app."))
+    if ss.get("_model_error"):
+        st.error(ss["_model_error"])
     runner = cache.current_runner()
     if runner is not None:
         st.info(runner.description)

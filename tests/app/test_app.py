@@ -128,9 +128,10 @@ def test_gpu_out_of_memory_is_a_message_and_the_app_keeps_working(monkeypatch):
 
 def test_a_model_that_fails_to_load_is_not_cached(monkeypatch, tmp_path):
     from lfviz.app import cache as app_cache
+    from lfviz.app import serving
 
     calls = []
-    real = app_cache.load_runner
+    real = serving.load_runner
 
     def flaky(model, **kw):
         calls.append(model)
@@ -138,9 +139,9 @@ def test_a_model_that_fails_to_load_is_not_cached(monkeypatch, tmp_path):
             raise ValueError("half-way failure")
         return real("embedded")
 
-    monkeypatch.setattr(app_cache, "load_runner", flaky)
+    monkeypatch.setattr(serving, "load_runner", flaky)
     key = str(tmp_path / "some-model")
     with __import__("pytest").raises(ValueError):
         app_cache.get_runner(key)
     assert app_cache.get_runner(key).model_id == "embedded"  # tried again, not a cached failure
-    assert calls == [key, key]
+    assert calls == [str(tmp_path.resolve() / "some-model")] * 2
