@@ -6,6 +6,10 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 ADDRESS ?= 127.0.0.1
 PORT    ?= 8501
+# Sharing (see README, "Sharing the app"): the owner's opt-ins, all off by default.
+PATHS   ?=
+CORPUS  ?=
+ONLINE  ?=
 
 .PHONY: install run test bench clean
 
@@ -21,6 +25,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 run: install
+	$(if $(ONLINE),LFVIZ_HUB_DOWNLOADS=1,HF_HUB_OFFLINE=1 LFVIZ_HUB_DOWNLOADS=) \
+	$(if $(PATHS),LFVIZ_PATHS="$(PATHS)") $(if $(CORPUS),LFVIZ_CORPUS="$(CORPUS)") \
 	$(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) --browser.gatherUsageStats false
 
 test: install

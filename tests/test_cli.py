@@ -47,3 +47,15 @@ def test_make_run_binds_to_loopback_unless_asked():
     shared = subprocess.run(["make", "-n", "run", "ADDRESS=0.0.0.0"], cwd=root, capture_output=True, text=True).stdout
     assert "--server.address 0.0.0.0" in shared
     assert 'address = "127.0.0.1"' in (root / ".streamlit" / "config.toml").read_text()  # plain streamlit run too
+
+
+def test_make_run_is_offline_and_reads_no_server_path_unless_the_owner_opts_in():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    make = lambda *a: subprocess.run(["make", "-n", "run", *a], cwd=root, capture_output=True, text=True).stdout
+    plain = make()
+    assert "HF_HUB_OFFLINE=1" in plain and "LFVIZ_HUB_DOWNLOADS=1" not in plain and "LFVIZ_PATHS" not in plain
+    online = make("ONLINE=1", "PATHS=/srv/studies", "CORPUS=/srv/corpus")
+    assert "LFVIZ_HUB_DOWNLOADS=1" in online and "HF_HUB_OFFLINE=1" not in online
+    assert 'LFVIZ_PATHS="/srv/studies"' in online and 'LFVIZ_CORPUS="/srv/corpus"' in online

@@ -44,17 +44,26 @@ def _write(rows: list[dict] | pd.DataFrame, path: Path, meta: dict | None = None
     tmp.replace(path)  # whole or absent: a killed study never leaves half a file
 
 
-def read_results(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    """A study's rows and its settings (model, window, strategies, corpus); ValueError if it is not one."""
-    path = Path(path)
+def read_results(path: str | Path | bytes, name: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """A study's rows and its settings (model, window, strategies, corpus); ValueError if it is not one.
+    `path` may be the file's bytes (an upload: nothing is written to disk); `name` is what messages call it."""
+    name = name or (str(path) if not isinstance(path, (bytes, bytearray)) else "the file")
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(bytes(path)) if isinstance(path, (bytes, bytearray)) else Path(path))
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types
-        raise ValueError(f"{path} is not a readable Parquet file ({e}): open a study's results file") from e
+        raise ValueError(f"{name} is not a readable Parquet file ({e}): open a study's results file") from e
     meta = (table.schema.metadata or {}).get(META_KEY)
     if meta is None or not set(COLUMNS) <= set(table.column_names):
-        raise ValueError(f"{path} is not an lfviz study's results (write one with `lfviz study`)")
-    return _frame(table), json.loads(meta)
+        raise ValueError(f"{name} is not an lfviz study's results (write one with `lfviz study`)")
+    try:
+        settings = json.loads(meta)
+        needed = {"model", "config", "objective", "corpus"}
+        if not isinstance(settings, dict) or not needed <= set(settings):
+            raise KeyError(", ".join(sorted(needed - set(settings) if isinstance(settings, dict) else needed)))
+        AttentionConfig.from_dict(settings["config"])  # checked: pages build it from this
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{name} has damaged study settings ({e}): write it again with `lfviz study`") from e
+    return _frame(table), settings
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:
