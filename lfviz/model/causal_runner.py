@@ -27,6 +27,27 @@ def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([loss.new_full((1,), float("nan")), loss])
 
 
+LOGIT_ROWS = 512  # output-head rows at a time: the whole (n, V) fp32 logits are 0.8 GB at 4k tokens (V = 49,152)
+
+
+def next_token_stats(head, hidden: torch.Tensor, input_ids: torch.Tensor, top_k: int, rows: int = LOGIT_ROWS):
+    """From the last hidden state (n, D) through the output `head`, `rows` positions at a time (never the whole
+    (n, V) logits): (n,) float32 next-token losses as `token_losses` gives them, and the top-k next tokens at
+    every position, ids (n, k) and probabilities (n, k)."""
+    n = hidden.shape[0]
+    losses, ids, probs = [], [], []
+    for s in range(0, n, rows):
+        logits = head(hidden[s:s + rows])  # (r, V)
+        lse = torch.logsumexp(logits.float(), -1, keepdim=True)  # (r, 1)
+        top = logits.topk(top_k, dim=-1)
+        ids.append(top.indices)
+        probs.append((top.values.float() - lse).exp())
+        target = input_ids[s + 1:s + 1 + len(logits)]  # the token after each row; the last row has none
+        losses.append(F.cross_entropy(logits[:len(target)].float(), target, reduction="none"))
+    loss = torch.cat(losses)
+    return torch.cat([loss.new_full((1,), float("nan")), loss]), torch.cat(ids), torch.cat(probs)
+
+
 def perplexity(losses, start: int = 1, stop: int | None = None) -> float:
     """exp(mean loss) over tokens [start, stop) (token 0 has no loss)."""
     region = torch.as_tensor(losses, dtype=torch.float64)[max(1, start):stop]
@@ -125,12 +146,10 @@ class CausalRunner:
         with torch.inference_mode(), longformer_pattern(specs, global_tokens, session):
             # the decoder and the output head apart: the last hidden state without keeping every layer's
             out = self.model.get_decoder()(ids[None], output_hidden_states=output_hidden_states)
-            logits = self.model.get_output_embeddings()(out.last_hidden_state)[0]  # (n, V)
-        losses = token_losses(logits, ids)
-        # (n, k): what each position expects next; probabilities from the log-sum-exp, no second (n, V) tensor
-        top = logits.topk(top_k, dim=-1)
-        probs = (top.values.float() - torch.logsumexp(logits.float(), -1, keepdim=True)).exp()
-        words = self.token_strings(top.indices.flatten().tolist())
+            # losses and (n, k) what each position expects next, a few hundred rows of logits at a time
+            losses, top_ids, probs = next_token_stats(self.model.get_output_embeddings(), out.last_hidden_state[0],
+                                                      ids, top_k)
+        words = self.token_strings(top_ids.flatten().tolist())
         next_tokens = [[(words[i * top_k + j], round(float(p), 5)) for j, p in enumerate(row)]
                        for i, row in enumerate(probs.tolist())]
         rows = [{"label": "perplexity", "score": perplexity(losses.tolist())}]
