@@ -17,6 +17,7 @@ from .blocked import blocked_local
 from .dense import dense_attention, is_full
 from .indexing import positions
 from .layout import AttentionWeights
+from .logits import soft_cap, softmax_with_sink
 
 
 IMPLS = ("auto", "blocked", "flex")
@@ -37,7 +38,7 @@ def resolve_impl(impl: str, device: torch.device, head_dim: int = 64, n: int | N
 def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=None, kg=None, vg=None,
                      need_weights: bool = False, block: int | None = None,
                      weights_dtype: torch.dtype = torch.float32, impl: str = "auto", causal: bool = False,
-                     scale: float | None = None):
+                     scale: float | None = None, softcap: float | None = None, sinks: torch.Tensor | None = None):
     """Longformer attention for one layer.
 
     q, k, v:  (H, n, hd) local projections of every position.
@@ -50,8 +51,11 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     causal:   keys only at or before each query (`mask.attends`): a language model's attention. Then
               qg, kg, vg are the same projections as q, k, v (a causal LM has no global ones).
     scale:    query scaling (default 1 / sqrt(hd); some models use another).
+    softcap:  attention-logit soft-capping, `softcap * tanh(s / softcap)` of the scaled scores (Gemma 2).
+    sinks:    (H,) learned per-head sink logits in every row's softmax denominator (gpt-oss); see `logits.py`.
     Returns out (H, n, hd) and, if need_weights, AttentionWeights in `weights_dtype` (softmax is always fp32),
-    whose band is as wide as `spec.for_length(n)`: never wider than the text.
+    whose band is as wide as `spec.for_length(n)`: never wider than the text; with sinks its `sink` holds each
+    row's sink share (H, n) and every row sums to 1 minus it.
     """
     H, n, hd = q.shape
     spec = spec.for_length(n)  # a window wider than the text costs what the widest useful one costs
@@ -71,23 +75,25 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     global_ok = None
     if causal and G:  # a sink is seen only from the positions at or after it
         global_ok = g_idx.view(1, G) <= torch.arange(n, device=dev).view(n, 1)  # (n, G)
+    sinks = None if sinks is None else sinks.to(device=dev, dtype=torch.float32)
     blocked = functools.partial(blocked_local, qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype, block,
-                                causal, global_ok)
+                                causal, global_ok, softcap, sinks)
     if impl == "auto" and not need_weights and is_full(spec.one_sided, spec.dilation, n):
         # full attention (a window covering the text): the global columns are every key's local projection anyway
-        out = dense_attention(q, k, v, None if not padded else valid, causal, scale)
+        out = dense_attention(q, k, v, None if not padded else valid, causal, scale, softcap, sinks)
     elif chosen == "flex":
         try:
-            out, band, tog, rec = flex.flex_local(qs, k, v, band_ok, spec.one_sided, spec.dilation, gk, gv,
-                                                  need_weights, weights_dtype, layout_key=layout_key,
-                                                  global_pos=g_idx if causal else None)
+            out, band, tog, rec, sink = flex.flex_local(qs, k, v, band_ok, spec.one_sided, spec.dilation, gk, gv,
+                                                        need_weights, weights_dtype, layout_key=layout_key,
+                                                        global_pos=g_idx if causal else None, softcap=softcap,
+                                                        sinks=sinks)
         except flex.FlexUnavailable as e:
             if impl != "auto":
                 raise
             warnings.warn(f"{e}; using the blocked kernel instead", stacklevel=2)
-            out, band, tog, rec = blocked()
+            out, band, tog, rec, sink = blocked()
     else:
-        out, band, tog, rec = blocked()
+        out, band, tog, rec, sink = blocked()
 
     from_global = None
     if G:
@@ -95,8 +101,8 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
         seen = valid.view(1, n)
         if causal:  # a global query sees every token at or before it
             seen = seen & (torch.arange(n, device=dev).view(1, n) <= g_idx.view(G, 1))
-        s = s.masked_fill(~seen.view(1, -1, n), float("-inf"))
-        from_global = torch.softmax(s, dim=-1)
+        s = soft_cap(s, softcap).masked_fill(~seen.view(1, -1, n), float("-inf"))
+        from_global, global_share = softmax_with_sink(s, sinks, head_dim=-3)  # (H, G, n), (H, G) or None
         if padded:  # a global position on padding attends nothing, like any padding query
             from_global = from_global.masked_fill(~valid[g_idx].view(1, G, 1), 0.0)
         out[:, g_idx] = (from_global.to(vg.dtype) @ vg).to(out.dtype)
@@ -108,9 +114,13 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     silent = (is_global | ~valid).view(1, n, 1)
     band.masked_fill_(silent, 0.0)
     tog.masked_fill_(silent, 0.0)
+    if sink is not None:  # each query's sink share: the band rows from the kernel, the global rows from above
+        sink.masked_fill_(~valid.view(1, n), 0.0)
+        if G:
+            sink[:, g_idx] = global_share.masked_fill(~valid[g_idx].view(1, G), 0.0)
     if G:  # what the global tokens receive (columns) and give (their rows), on top of the band
         rec[:, g_idx] += tog.float().sum(1)
         rec += from_global.sum(1)
     from_global = band.new_zeros(H, 0, n) if from_global is None else from_global.to(weights_dtype)
     make = AttentionWeights.causal_band if causal else AttentionWeights  # causal: the past half is kept
-    return out, make(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens), rec)
+    return out, make(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens), rec, sink=sink)

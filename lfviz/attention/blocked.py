@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..config import LayerSpec
 from .indexing import from_classes, mask_to_classes, positions, to_classes
+from .logits import soft_cap, softmax_with_sink
 
 
 def _block_size(w: int, m: int) -> int:
@@ -32,7 +33,8 @@ CHUNK_BYTES = {"cpu": 4 << 20, "cuda": 64 << 20}
 
 def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | None = None,
               chunk_bytes: int | None = None, weights_dtype: torch.dtype = torch.float32, lse=None,
-              causal: bool = False, global_ok: torch.Tensor | None = None):
+              causal: bool = False, global_ok: torch.Tensor | None = None, softcap: float | None = None,
+              sinks: torch.Tensor | None = None):
     """Undilated band + global columns for a batch of sequences.
 
     q, k, v: (Bt, h, m, hd), q already scaled;  key_ok: (Bt, m) bool, keys allowed in the band;
@@ -44,6 +46,10 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     then only the weights are rebuilt, p = exp(score - lse), scores in fp32; out is None and v, gv are unused.
     causal: band keys only at or before the row (offsets <= 0); global_ok: (Bt, m, G) bool, the global columns
     each row may see (causal: the global tokens at or before it); None: all of them.
+    softcap: scores become `softcap * tanh(s / softcap)` before the mask (`logits.soft_cap`); sinks: (h,) per-head
+    sink logits in every row's denominator (`logits.softmax_with_sink`), ignored when lse is given (it then already
+    holds the sink). Returns a fifth tensor, sink (Bt, h, m) fp32, each row's sink share, when sinks and
+    need_weights are given (else None).
 
     Blocks are processed `chunk_bytes` of scores at a time: the working set stays in cache and the temporaries
     reuse the same memory instead of faulting in fresh pages for every layer.
@@ -96,6 +102,7 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         rows_ok = F.pad(key_ok, (0, mp - m), value=False).view(Bt, 1, nb, 1, B).float()
         # block b's window starts at padded key b * B: where its column sums land in `received`
         window_keys = torch.arange(nb, device=dev).view(nb, 1) * B + torch.arange(L, device=dev)  # (nb, L)
+    sink = torch.zeros(Bt, h, nb, B, device=dev) if need_weights and sinks is not None and lse is None else None
     if global_ok is not None and G:
         gok = F.pad(global_ok, (0, 0, 0, mp - m), value=False).view(Bt, 1, nb, B, G)
     fmin = torch.finfo(torch.float32).min
@@ -106,13 +113,17 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         kc = kbuf[:, :, :nc]
         kc[..., :L, :] = kp[:, :, rows].unfold(2, L, B).transpose(-1, -2)  # (Bt, h, nc, L, hd)
         scores = torch.matmul(qb[:, :, c0:c1].to(sdt), kc.transpose(-1, -2)).float()  # (Bt, h, nc, B, L + G)
+        if softcap is not None:
+            scores = soft_cap(scores, softcap)
         # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
         scores[..., :L].masked_fill_(masked[:, c0:c1].unsqueeze(1), fmin)
         if global_ok is not None and G:
             scores[..., L:].masked_fill_(~gok[:, :, c0:c1], fmin)
         if lse is None:
-            probs = torch.softmax(scores, dim=-1)
+            probs, share = softmax_with_sink(scores, sinks)  # (Bt, h, nc, B, L + G), (Bt, h, nc, B) or None
             del scores
+            if share is not None and need_weights:
+                sink[:, :, c0:c1] = share
             vc = vbuf[:, :, :nc]
             vc[..., :L, :] = vp[:, :, rows].unfold(2, L, B).transpose(-1, -2)
             out[:, :, c0:c1] = torch.matmul(probs.to(v.dtype), vc)
@@ -128,47 +139,55 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     if out is not None:
         out = out.view(Bt, h, mp, hd)[:, :, :m]
     if not need_weights:
-        return out, None, None, None
+        return out, None, None, None, None
     band = band.view(Bt, h, mp, 2 * w + 1)[:, :, :m]
     if w < w_full:
         band = F.pad(band, (w_full - w, w_full - w))
-    return out, band, to_global.view(Bt, h, mp, G)[:, :, :m], received[:, :, w:w + m]
+    sink = None if sink is None else sink.view(Bt, h, mp)[:, :, :m]
+    return out, band, to_global.view(Bt, h, mp, G)[:, :, :m], received[:, :, w:w + m], sink
 
 
 def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None, weights_dtype=torch.float32,
-             causal: bool = False, global_ok=None):
+             causal: bool = False, global_ok=None, softcap=None, sinks=None):
     """Band attention with dilation d for heads (h, n, hd): each residue class i mod d is an undilated band.
-    global_ok: (n, G) bool or None (see `band_core`)."""
+    global_ok: (n, G) bool or None; softcap, sinks (h,): see `band_core`."""
     n = q.shape[1]
     d = min(d, n)  # d >= n reaches no key but the token itself: the same as d = n, without padding to d rows
     gok = None if global_ok is None else to_classes(global_ok[None].to(torch.uint8), d)[:, 0].bool()  # (d, m, G)
-    out, band, tog, rec = band_core(to_classes(q, d), to_classes(k, d), to_classes(v, d), mask_to_classes(key_ok, d),
-                                    w, gk, gv, need_weights, block, weights_dtype=weights_dtype, causal=causal,
-                                    global_ok=gok)
+    out, band, tog, rec, sink = band_core(to_classes(q, d), to_classes(k, d), to_classes(v, d),
+                                          mask_to_classes(key_ok, d), w, gk, gv, need_weights, block,
+                                          weights_dtype=weights_dtype, causal=causal, global_ok=gok, softcap=softcap,
+                                          sinks=sinks)
     if not need_weights:
-        return from_classes(out, n), None, None, None
-    return from_classes(out, n), from_classes(band, n), from_classes(tog, n), from_classes(rec.unsqueeze(-1), n)[..., 0]
+        return from_classes(out, n), None, None, None, None
+    per_row = lambda x: None if x is None else from_classes(x.unsqueeze(-1), n)[..., 0]  # (d, h, m) -> (h, n)
+    return from_classes(out, n), from_classes(band, n), from_classes(tog, n), per_row(rec), per_row(sink)
 
 
 def blocked_local(qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool, weights_dtype, block=None,
-                  causal: bool = False, global_ok=None):
+                  causal: bool = False, global_ok=None, softcap: float | None = None, sinks=None):
     """Band + global columns of every head with the blocked kernel, heads grouped by dilation.
-    Returns out (H, n, hd) and, if need_weights, band (H, n, W + 1), to_global (H, n, G), received (H, n)."""
+    Returns out (H, n, hd) and, if need_weights, band (H, n, W + 1), to_global (H, n, G), received (H, n) and
+    sink (H, n), each row's sink share (None without sinks). softcap, sinks (H,): see `band_core`."""
     H, n, hd = qs.shape
     w, G, dev = spec.one_sided, gk.shape[1], qs.device
     dilations = sorted(set(spec.dilation))
     if len(dilations) == 1:
         return _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block, weights_dtype, causal,
-                        global_ok)
+                        global_ok, softcap, sinks)
     out = qs.new_empty(H, n, hd)
     band = torch.zeros(H, n, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
     tog = torch.zeros(H, n, G, device=dev, dtype=weights_dtype) if need_weights else None
     rec = torch.zeros(H, n, device=dev) if need_weights else None
+    sink = torch.zeros(H, n, device=dev) if need_weights and sinks is not None else None
     for d in dilations:
         heads = positions(tuple(i for i, x in enumerate(spec.dilation) if x == d), dev)
-        o, b, t, r = _dilated(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads], need_weights,
-                              block, weights_dtype, causal, global_ok)
+        o, b, t, r, s = _dilated(qs[heads], k[heads], v[heads], band_ok, w, d, gk[heads], gv[heads], need_weights,
+                                 block, weights_dtype, causal, global_ok, softcap,
+                                 None if sinks is None else sinks[heads])
         out[heads] = o
         if need_weights:
             band[heads], tog[heads], rec[heads] = b, t, r
-    return out, band, tog, rec
+            if s is not None:
+                sink[heads] = s
+    return out, band, tog, rec, sink

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .logits import soft_cap, softmax_with_sink
+
 CHUNK_BYTES = 32 * 2**20  # fp32 scores per query chunk on the CPU
 
 
@@ -20,13 +22,15 @@ def is_full(one_sided: int, dilation, n: int) -> bool:
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None = None,
-                    causal: bool = False, scale: float = 1.0) -> torch.Tensor:
+                    causal: bool = False, scale: float = 1.0, softcap: float | None = None,
+                    sinks: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(scale * q k^T) v over every key (every key at or before the query when causal; only `valid` keys).
 
     q, k, v: (H, n, hd); valid: (n,) bool or None. Returns (H, n, hd) in q's dtype. Rows of padding queries are
-    whatever the softmax gives: the caller zeroes them (as `banded_attention` does)."""
+    whatever the softmax gives: the caller zeroes them (as `banded_attention` does).
+    softcap, sinks (H,): see `logits.py` (then the chunked softmax runs on the GPU too: SDPA has neither)."""
     H, n, hd = q.shape
-    if q.device.type == "cuda":
+    if q.device.type == "cuda" and softcap is None and sinks is None:
         mask = None
         if valid is not None:
             mask = valid.view(1, 1, n)
@@ -41,12 +45,12 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: to
     keys = torch.arange(n, device=q.device)
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        scores = (q[:, s:e].float() * scale) @ kt  # (H, C, n)
+        scores = soft_cap((q[:, s:e].float() * scale) @ kt, softcap)  # (H, C, n)
         blocked = None if valid is None else ~valid.view(1, n)
         if causal:
             later = keys.view(1, n) > keys[s:e].view(-1, 1)  # (C, n)
             blocked = later if blocked is None else blocked | later
         if blocked is not None:
             scores.masked_fill_(blocked, float("-inf"))
-        out[:, s:e] = (torch.softmax(scores, dim=-1) @ vf).to(q.dtype)
+        out[:, s:e] = (softmax_with_sink(scores, sinks, head_dim=-3)[0] @ vf).to(q.dtype)
     return out

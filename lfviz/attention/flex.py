@@ -24,6 +24,8 @@ Layout: FlexAttention sees batch 1, the layer's H heads, and one sequence of T s
   the mask function reads int32 codes (bool/int8 reads were 15x slower when measured on an H100).
 - Weights for capture: FlexAttention returns each row's log-sum-exp; `blocked.band_core` rebuilds the band block
   by block as p = exp(q.k - lse), straight into the storage dtype, without a second softmax or the values.
+- Soft-capped logits (Gemma 2) are a `score_mod`; learned sinks (gpt-oss) cannot be a score_mod (the sink has no
+  key), so the output is rescaled afterwards by 1 - the sink's share, read from the log-sum-exp (`logits.py`).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from torch.nn.attention.flex_attention import AuxRequest, BlockMask, flex_attent
 
 from .blocked import band_core
 from .indexing import from_classes, mask_to_classes, positions, to_classes
+from .logits import sink_share
 
 BLOCK = 128  # FlexAttention's block size, queries and keys
 NO_KEY, BAND_KEY, GLOBAL_KEY = 0, 1, 2  # kind of a key slot, the low 2 bits of its code; the segment is above
@@ -74,6 +77,15 @@ def suits(n: int, dilation) -> bool:
 @functools.cache
 def _compiled():
     return torch.compile(flex_attention, dynamic=True)
+
+
+@functools.cache
+def soft_cap_mod(cap: float):
+    """The score_mod of `logits.soft_cap`: one function per cap, so a compiled kernel is reused across layers."""
+    def score_mod(score, b, h, q_idx, kv_idx):
+        return torch.tanh(score / cap) * cap
+
+    return score_mod
 
 
 # -- the layout ------------------------------------------------------------------------------------------------------
@@ -259,7 +271,8 @@ def _fill(seq: torch.Tensor, x: torch.Tensor, g: Group, appended: torch.Tensor |
 # -- attention -------------------------------------------------------------------------------------------------------
 def flex_local(q, k, v, key_ok, w: int, dilation: tuple[int, ...], gk, gv, need_weights: bool,
                weights_dtype=torch.float32, compiled: bool | None = None, layout_key=None,
-               global_pos: torch.Tensor | None = None):
+               global_pos: torch.Tensor | None = None, softcap: float | None = None,
+               sinks: torch.Tensor | None = None):
     """Band + global columns of every head, dilation per head, in one FlexAttention call.
 
     q (scaled), k, v: (H, n, hd);  key_ok: (n,) bool, keys allowed in the band;  gk, gv: (H, G, hd).
@@ -271,6 +284,8 @@ def flex_local(q, k, v, key_ok, w: int, dilation: tuple[int, ...], gk, gv, need_
     padding): the layout and block mask are then made once for all layers instead of once per layer.
     global_pos: causal attention (`mask.attends` with causal): (G,) long, the global tokens' positions; band keys
     only at or before the query, a global key only from the positions at or after it. None: not causal.
+    softcap: attention-logit soft-capping (a score_mod); sinks: (H,) per-head sink logits (see `logits.py`). With
+    sinks and need_weights, a fifth tensor is each row's sink share (H, n); otherwise it is None.
     """
     H, n, hd = q.shape
     G = gk.shape[1]
@@ -287,17 +302,26 @@ def flex_local(q, k, v, key_ok, w: int, dilation: tuple[int, ...], gk, gv, need_
         segments.append((_fill(qseq, pick(q), g), _fill(kseq, pick(k), g, pick(gk))))
         _fill(vseq, pick(v), g, pick(gv))
     attend = _compiled() if compiled else flex_attention
-    aux = AuxRequest(lse=True) if need_weights else None
+    want_lse = need_weights or sinks is not None  # the sink's share comes from the log-sum-exp
+    aux = AuxRequest(lse=True) if want_lse else None
+    score_mod = None if softcap is None else soft_cap_mod(float(softcap))
     try:
         with _LOCK:
             result = attend(qseq[None], kseq[None], vseq[None], block_mask=layout.block_mask, scale=1.0,
-                            return_aux=aux)
+                            return_aux=aux, score_mod=score_mod)
     except TorchDynamoException as e:  # compilation failed: remembered, so "auto" stops choosing this path
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         _FAILED[(q.device.type, hd)] = why
         raise FlexUnavailable(f"FlexAttention could not be compiled for {q.device.type} with head size {hd} "
                               f"({why})") from e
-    seq_out, lse = (result[0][0], result[1].lse[0]) if need_weights else (result[0], None)  # (H, T, hd), (H, T)
+    seq_out, lse = (result[0][0], result[1].lse[0]) if want_lse else (result[0], None)  # (H, T, hd), (H, T)
+    share = None
+    if sinks is not None:  # the sink joins each row's denominator: rows shrink by its share, lse grows by it
+        lse = lse.float()
+        share = sink_share(lse, sinks)  # (H, T)
+        total = torch.logaddexp(lse, sinks.float().view(-1, 1))  # log(exp(lse) + exp(sink))
+        seq_out = seq_out * (lse - total).exp().unsqueeze(-1).to(seq_out.dtype)  # 1 - share, without cancelling
+        lse = total
 
     def classes(x, g):  # (H, T, c) -> (d, h, m, c): group g's class slots
         x = x if one else x[g.heads]
@@ -311,21 +335,26 @@ def flex_local(q, k, v, key_ok, w: int, dilation: tuple[int, ...], gk, gv, need_
         for g in layout.groups:
             out[g.heads] = from_classes(classes(seq_out, g), n)
     if not need_weights:
-        return out, None, None, None
+        return out, None, None, None, None
     parts = []
     if causal:  # (n, G): the global keys each position may see
         seen = global_pos.view(1, G) <= torch.arange(n, device=q.device).view(n, 1)
     for g, (qs, ks) in zip(layout.groups, segments):  # weights rebuilt from the log-sum-exp, group by group
         global_ok = to_classes(seen[None].to(torch.uint8), g.d)[:, 0].bool() if causal and G else None  # (d, m, G)
-        _, b, t, r = band_core(qs.transpose(0, 1)[:, :, :g.m], ks.transpose(0, 1)[:, :, :g.m], None, g.key_ok, w,
-                                gk if one else gk[g.heads], None, True, weights_dtype=weights_dtype,
-                                lse=classes(lse.unsqueeze(-1), g)[..., 0], causal=causal, global_ok=global_ok)
-        parts.append((from_classes(b, n), from_classes(t, n), from_classes(r.unsqueeze(-1), n)[..., 0]))
+        _, b, t, r, _ = band_core(qs.transpose(0, 1)[:, :, :g.m], ks.transpose(0, 1)[:, :, :g.m], None, g.key_ok, w,
+                                   gk if one else gk[g.heads], None, True, weights_dtype=weights_dtype,
+                                   lse=classes(lse.unsqueeze(-1), g)[..., 0], causal=causal, global_ok=global_ok,
+                                   softcap=softcap)
+        s = None if share is None else from_classes(classes(share.unsqueeze(-1), g), n)[..., 0]  # (h, n)
+        parts.append((from_classes(b, n), from_classes(t, n), from_classes(r.unsqueeze(-1), n)[..., 0], s))
     if one:
         return (out, *parts[0])
     band = torch.empty(H, n, 2 * w + 1, device=q.device, dtype=weights_dtype)
     tog = torch.empty(H, n, G, device=q.device, dtype=weights_dtype)
     rec = torch.empty(H, n, device=q.device)
-    for g, (b, t, r) in zip(layout.groups, parts):
+    sink = None if share is None else torch.empty(H, n, device=q.device)
+    for g, (b, t, r, s) in zip(layout.groups, parts):
         band[g.heads], tog[g.heads], rec[g.heads] = b, t, r
-    return out, band, tog, rec
+        if sink is not None:
+            sink[g.heads] = s
+    return out, band, tog, rec, sink

@@ -29,6 +29,8 @@ class AttentionWeights:
     global_tokens: tuple[int, ...]
     received: torch.Tensor | None = None  # (H, n) fp32 column sums, when the kernel computed them (derived)
     causal: bool = False  # `stored` holds the band's past half only
+    sink: torch.Tensor | None = None  # (H, n) fp32 "sink mass": each query's share taken by a learned sink logit
+    # (gpt-oss); its row of weights sums to 1 minus this. None: the model has no learned sinks.
 
     @classmethod
     def causal_band(cls, band: torch.Tensor, *rest, **kw) -> "AttentionWeights":
@@ -48,14 +50,16 @@ class AttentionWeights:
         """The same layer for a slice of heads."""
         return AttentionWeights(self.stored[index], self.to_global[index], self.from_global[index],
                                 tuple(self.dilation[index]), self.global_tokens,
-                                None if self.received is None else self.received[index], self.causal)
+                                None if self.received is None else self.received[index], self.causal,
+                                None if self.sink is None else self.sink[index])
 
     def to(self, device=None, dtype=None) -> "AttentionWeights":
         return AttentionWeights(self.stored.to(device=device, dtype=dtype),
                                 self.to_global.to(device=device, dtype=dtype),
                                 self.from_global.to(device=device, dtype=dtype),
                                 self.dilation, self.global_tokens,
-                                None if self.received is None else self.received.to(device=device), self.causal)
+                                None if self.received is None else self.received.to(device=device), self.causal,
+                                None if self.sink is None else self.sink.to(device=device))
 
     def dense(self, rows: slice | None = None, cols: slice | None = None) -> torch.Tensor:
         """(H, r, c) dense weights for a span of queries (rows) and keys (cols); the whole (H, n, n) by default."""

@@ -7,18 +7,21 @@ import math
 import torch
 
 from ..config import LayerSpec
+from .logits import soft_cap, softmax_with_sink
 from .mask import dense_mask
 
 
 def reference_attention(q, k, v, qg, kg, vg, spec: LayerSpec, global_tokens=(), valid=None, causal: bool = False,
-                        scale: float | None = None):
+                        scale: float | None = None, softcap: float | None = None, sinks: torch.Tensor | None = None):
     """Dense masked attention for one layer.
 
     q, k, v:    (H, n, hd) local projections;  qg, kg, vg: (H, n, hd) global projections (all positions; a causal
                 language model has none: pass q, k, v again).
     valid:      (n,) bool, False at padding.  causal: only keys at or before the query (see mask.py).
     scale:      query scaling (default 1 / sqrt(hd)).
-    Returns out (H, n, hd) and probs (H, n, n) (fp32; rows of padding queries are 0).
+    softcap:    attention-logit soft-capping;  sinks: (H,) learned sink logits (see `logits.py`).
+    Returns out (H, n, hd) and probs (H, n, n) (fp32; rows of padding queries are 0; with sinks, rows sum to 1 minus
+    the sink's share).
     """
     H, n, hd = q.shape
     scale = 1.0 / math.sqrt(hd) if scale is None else scale
@@ -29,8 +32,9 @@ def reference_attention(q, k, v, qg, kg, vg, spec: LayerSpec, global_tokens=(), 
     scores = torch.where(is_global.view(1, n, 1),
                          qg.to(f32) @ kg.to(f32).transpose(-1, -2),
                          q.to(f32) @ k.to(f32).transpose(-1, -2)) * scale
-    scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # fully masked (padding) rows -> 0
+    scores = soft_cap(scores, softcap).masked_fill(~mask, float("-inf"))
+    probs = softmax_with_sink(scores, sinks, head_dim=-3)[0].nan_to_num(0.0)  # fully masked (padding) rows -> 0
+    probs = probs.masked_fill(~mask.any(-1, keepdim=True), 0.0)  # with a sink such a row would be the sink's alone
     out = torch.where(is_global.view(1, n, 1), probs @ vg.to(f32), probs @ v.to(f32))
     return out.to(q.dtype), probs
 

@@ -127,7 +127,7 @@ def test_rows_without_any_key_give_zero_weights_not_nan():
     """A padding slot of a residue class sees no key: its log-sum-exp is -inf and its weights must stay 0."""
     q, k, v = (torch.randn(1, 5, 8) for _ in range(3))
     key_ok = torch.tensor([True, False, False, False, False])
-    _, band, tog, rec = flex.flex_local(q, k, v, key_ok, 1, (2,), k[:, :0], v[:, :0], need_weights=True)
+    _, band, tog, rec, _ = flex.flex_local(q, k, v, key_ok, 1, (2,), k[:, :0], v[:, :0], need_weights=True)
     assert torch.isfinite(band).all() and torch.isfinite(rec).all()
 
 

@@ -1,0 +1,43 @@
+"""What some of today's LLMs do to attention logits besides the mask, written once for every path.
+
+- Soft-capping (Gemma 2's `attn_logit_softcapping`): a scaled score s becomes `c * tanh(s / c)`, before the mask
+  and the softmax, so no logit leaves (-c, c).
+- Learned sinks (gpt-oss's `sinks`, one logit per head): the sink logit joins every row's softmax denominator and
+  its column is then dropped, so a row's weights sum to 1 minus the sink's share ("sink mass"), and the output
+  is that much shorter. With the row's log-sum-exp L over its keys and the sink logit t, the share is
+  exp(t - logaddexp(L, t)) = sigmoid(t - L).
+
+The blocked kernel, FlexAttention (softcap as a score_mod, the sink from the log-sum-exp), the dense path, the
+global rows and the dense reference all call these two functions or follow the formula above.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def soft_cap(scores: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """`cap * tanh(scores / cap)` (a new tensor), or `scores` unchanged when cap is None."""
+    return scores if cap is None else torch.tanh(scores / cap) * cap
+
+
+def softmax_with_sink(scores: torch.Tensor, sinks: torch.Tensor | None, head_dim: int = -4
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Softmax over the last axis with one extra per-head logit in the denominator, then dropped.
+
+    scores: fp32 (..., H, ..., K) with the head axis at `head_dim` (counted from the end, default -4 for the
+    blocked kernel's (Bt, h, nc, B, K)); sinks: (H,) or None. Returns probs of the same shape (rows sum to 1 - the
+    sink's share) and the share (..., H, ..., ) without the last axis; (softmax, None) when sinks is None."""
+    if sinks is None:
+        return torch.softmax(scores, dim=-1), None
+    shape = [1] * scores.dim()
+    shape[head_dim] = sinks.shape[0]
+    sink = sinks.to(scores.dtype).view(shape).expand(*scores.shape[:-1], 1)
+    probs = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)
+    return probs[..., :-1], probs[..., -1]
+
+
+def sink_share(lse: torch.Tensor, sinks: torch.Tensor, head_dim: int = 0) -> torch.Tensor:
+    """The sink's share of each row given the row's log-sum-exp over its keys (lse fp32, head axis `head_dim`)."""
+    shape = [1] * lse.dim()
+    shape[head_dim] = sinks.shape[0]
+    return torch.sigmoid(sinks.float().view(shape) - lse)
