@@ -8,7 +8,7 @@ import torch
 from ..figures.pattern import pattern_heatmap
 from ..model.result import load_result
 from ..samples import list_samples
-from ..textspec import config_to_text
+from ..textspec import config_from_text, config_to_text
 from . import cache, pattern, serving, state
 
 
@@ -24,10 +24,21 @@ def decode_text_upload(data: bytes, limit: int = state.MAX_UPLOAD_BYTES) -> str:
 
 
 def export_differences(info: dict, model: str, current: dict[str, str]) -> list[str]:
-    """How an opened export (`info`: model, config texts) differs from the current model and configuration."""
+    """How an opened export (`info`: model, config texts) differs from the current model and configuration; fields
+    are compared by what they mean ('0, 20' and '0,20' are the same global tokens), and shown as typed."""
     out = [f"model {info['model']} (current: {model})"] if info["model"] != model else []
     return out + [f"{k} {info['config'][k]!r} (current: {current[k]!r})" for k in current
-                  if info["config"][k] != current[k]]
+                  if _meaning(k, info["config"][k]) != _meaning(k, current[k])]
+
+
+def _meaning(field: str, text: str):
+    """A configuration field's value for comparison; the text itself when it does not parse."""
+    fields = {"window": "2", "dilation": "1", "global": ""}
+    fields[field] = text
+    try:
+        return config_from_text(fields["window"], fields["dilation"], fields["global"]).to_dict()
+    except ValueError:
+        return " ".join(str(text).split())
 
 
 def _model_chosen() -> None:
@@ -246,24 +257,26 @@ def import_panel() -> None:
             ss["_imported"] = exported.file_id
             ss.pop("_import_run", None)
             try:
-                ss["_import_run"] = load_result(exported.getvalue())
+                ss["_import_run"] = load_result(exported.getvalue(), name=exported.name)  # in memory
             except ValueError as e:
                 st.error(f"{e}. Your current document and settings are kept.")
         res = ss.get("_import_run")
         if res is None:
             return
         fields = config_to_text(res.config)
-        st.markdown(f"Made with **{res.model_id}** on {res.n:,} tokens: {describe_config(fields)}; layers captured "
-                    f"{', '.join(map(str, res.capture.captured_layers)) or 'none'}"
-                    + (f"; queries: {', '.join(res.queries)}" if res.queries else "")
-                    + (f"; question: {res.question}" if res.question else "") + ".")
+        # st.text, not markdown: every string here comes from the file, and markdown could fetch a URL
+        st.text(f"Made with {res.model_id} on {res.n:,} tokens: {describe_config(fields)}; layers captured "
+                f"{', '.join(map(str, res.capture.captured_layers)) or 'none'}"
+                + (f"; queries: {', '.join(res.queries)}" if res.queries else "")
+                + (f"; question: {res.question}" if res.question else "") + ".")
         differences = export_differences({"model": res.model_id, "config": fields}, ss["model"],
                                          {k: ss[k] for k in ("window", "dilation", "global")})
         if differences:
-            st.warning("This export differs from the current view: " + "; ".join(differences) + ".")
+            st.warning("This export differs from the current view (listed below).")
+            st.text("\n".join(differences))
         if res.model_id not in state.MODEL_CHOICES and res.model_id != ss["model"]:
-            st.caption(f"{res.model_id} cannot be opened from here: load it above to reproduce the export "
-                       "exactly; its document and configuration still work with the current model.")
+            st.caption("Its model cannot be opened from here: load it above to reproduce the export exactly; its "
+                       "document and configuration still work with the current model.")
         if res.text is None:
             st.info("This export was made from token ids, not text: there is no document to reopen.")
         else:

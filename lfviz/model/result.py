@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load, load_file, save, save_file
 
 from ..attention.layout import AttentionWeights
 from ..config import AttentionConfig
+from ..textspec import format_positions
 from .capture import Capture
 from .predictions import Predictions
 
@@ -96,26 +97,41 @@ class RunResult:
         return tensors, meta
 
 
-def load_result(path: str | Path | bytes) -> RunResult:
-    """Read a file written by `RunResult.save` (a path, or its bytes); a clear ValueError if it is not one."""
+def _metadata(data: bytes) -> dict:
+    """The `__metadata__` of a .safetensors file's bytes (8-byte little-endian header length, then JSON)."""
+    if len(data) < 8:
+        raise ValueError("too short")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise ValueError("the header runs past the end of the file")
+    header = json.loads(data[8:8 + size])
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_result(path: str | Path | bytes, name: str | None = None) -> RunResult:
+    """Read a file written by `RunResult.save` (a path, or its bytes: an upload, read in memory and never written
+    to disk); a clear ValueError if it is not one. `name` is what messages call the file (an upload's own name)."""
     if isinstance(path, (bytes, bytearray)):
-        import tempfile
+        name, data = name or "the file", bytes(path)
+        try:
+            meta, tensors = _metadata(data), load(data)
+        except (SafetensorError, ValueError, RuntimeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{name} is not a readable .safetensors file ({e}); export the run again") from e
+    else:
+        path = Path(path)
+        name = name or str(path)
+        if not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        try:
+            from safetensors import safe_open
 
-        with tempfile.TemporaryDirectory() as tmp:
-            file = Path(tmp) / "upload.safetensors"
-            file.write_bytes(path)
-            return load_result(file)
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no such file: {path}")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{path} is not a readable .safetensors file ({e}); export the run again") from e
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise ValueError(f"{name} is not a readable .safetensors file ({e}); export the run again") from e
+    path = name  # messages below name the file as the caller knows it
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not an lfviz run export (format {meta.get('format')!r}, expected {FORMAT!r})")
     try:
@@ -126,7 +142,7 @@ def load_result(path: str | Path | bytes) -> RunResult:
                                               tuple(info["global_tokens"]), causal=info.get("causal", False))
         n_hidden = sum(1 for k in tensors if k.startswith("hidden_states."))
         offsets = json.loads(meta.get("offsets", "null"))
-        return RunResult(
+        res = RunResult(
             tokens=json.loads(meta["tokens"]), input_ids=tensors["input_ids"].tolist(),
             last_hidden_state=tensors["last_hidden_state"], capture=Capture(layers),
             predictions=Predictions.from_dict(json.loads(meta["predictions"])),
@@ -139,3 +155,27 @@ def load_result(path: str | Path | bytes) -> RunResult:
         )
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is an incomplete or damaged lfviz export (missing {e}); export the run again") from e
+    except ValueError as e:
+        raise ValueError(f"{path} holds a configuration lfviz cannot use ({e}); export the run again") from e
+    try:
+        _check(res)
+    except ValueError as e:
+        raise ValueError(f"{path} holds an inconsistent run ({e}); export the run again") from e
+    return res
+
+
+def _check(res: RunResult) -> None:
+    """An opened export agrees with itself: what the app adopts from it (positions, texts) must be usable."""
+    if not all(isinstance(t, str) for t in res.tokens) or len(res.tokens) != len(res.input_ids):
+        raise ValueError("its tokens and token ids differ")
+    res.config.check_globals(res.n)  # a global token past the text would break every page once adopted
+    if not isinstance(res.model_id, str) or not (res.text is None or isinstance(res.text, str)):
+        raise ValueError("its model name or text is not a string")
+    if not isinstance(res.queries, list) or not all(isinstance(q, str) for q in res.queries):
+        raise ValueError("its queries are not a list of strings")
+    if not (res.question is None or isinstance(res.question, str)):
+        raise ValueError("its question is not a string")
+    for layer, w in res.capture.layers.items():
+        if w.stored.shape[-2] != res.n or tuple(w.global_tokens) != res.config.check_globals(res.n):
+            raise ValueError(f"layer {layer}'s attention does not fit {res.n} tokens and the global tokens "
+                             f"{format_positions(res.config.global_tokens, 5) or 'none'}")

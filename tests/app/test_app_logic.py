@@ -25,3 +25,10 @@ def test_scaling_lengths_end_at_the_model_positions():
     assert length_options(4096) == [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
     assert length_options(16384)[-2:] == [8192, 16384]
     assert length_options(1000)[-2:] == [512, 1000]
+
+
+def test_export_differences_compare_meaning_not_spacing():
+    info = {"model": "embedded", "config": {"window": "64", "dilation": "1", "global": "0, 20"}}
+    assert export_differences(info, "embedded", {"window": "64", "dilation": "1", "global": "0,20"}) == []
+    assert export_differences(info, "embedded", {"window": "64", "dilation": "1", "global": "0,21"}) == \
+        ["global '0, 20' (current: '0,21')"]
