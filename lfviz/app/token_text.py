@@ -21,6 +21,8 @@ _CSS = """
 .lfviz-text span.globv { outline: 2px solid #d62728; outline-offset: 1px; }
 .lfviz-text span.match { text-decoration: underline 2px #ff7f0e; }
 .lfviz-text span.special { color: #888; font-size: 0.8em; }
+.lfviz-text span.quest { font-style: italic; }
+.lfviz-text b.head { color: #666; font-weight: 600; }
 """
 _JS = """
 export default function(component) {
@@ -30,11 +32,14 @@ export default function(component) {
   box.replaceChildren();
   const click = (data && data.click) || '';
   for (const piece of ((data && data.pieces) || [])) {
+    if (piece.h) {  // a heading before the piece, e.g. "Question: " (not a token: not clickable)
+      const head = document.createElement('b'); head.className = 'head'; head.textContent = piece.h; box.appendChild(head);
+    }
     const lead = piece.t.match(/^\\s*/)[0];
     if (lead) box.appendChild(document.createTextNode(lead));
     const span = document.createElement('span');
     span.textContent = piece.t.slice(lead.length);
-    span.className = 'tok' + (piece.g ? (piece.v !== undefined ? ' globv' : ' glob') : '') + (piece.m ? ' match' : '') + (piece.s ? ' special' : '');
+    span.className = 'tok' + (piece.g ? (piece.v !== undefined ? ' globv' : ' glob') : '') + (piece.m ? ' match' : '') + (piece.s ? ' special' : '') + (piece.q ? ' quest' : '');
     span.dataset.p = String(piece.p);
     if (piece.c) span.style.backgroundColor = piece.c;
     if (piece.v !== undefined) span.title = piece.p + ': ' + piece.v + (click ? ' (click to ' + click + ')' : '');

@@ -11,6 +11,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from .token_text import text_pieces
+
 MAX_CELLS = 600  # rows (and columns) a heatmap sends before it pools
 LINES_UP_TO = 8  # global tokens drawn as lines; more become a heatmap
 WEBGL_ABOVE = 2000  # points per line
@@ -152,27 +154,23 @@ def _background(value: float, vmax: float) -> str:
 
 
 def received_html(text: str | None, tokens: list[str], offsets: list[tuple[int, int]] | None,
-                  values: np.ndarray, start: int, stop: int, vmax: float) -> str:
+                  values: np.ndarray, start: int, stop: int, vmax: float, question: str | None = None) -> str:
     """The document's tokens start..stop-1 as HTML, each token's background = its value (0 white, >= vmax
-    darkest). Every piece of document text and every token goes through html.escape; the text between two
-    tokens (spaces, newlines) is kept. Special tokens (offset (0, 0), or no offsets at all) show as boxed
-    token strings."""
+    darkest). The pieces are the text view's (`token_text.text_pieces`): the text between two tokens (spaces,
+    newlines) is kept; with a question, its tokens come first after "Question:" and the document starts on the
+    next line (question tokens are no characters of the document). Special tokens show as boxed token strings.
+    Every piece of text and every token goes through html.escape."""
     parts = ['<div style="line-height: 1.9; white-space: pre-wrap; font-size: 0.95rem;">']
-    cursor = None
-    for i in range(start, stop):
-        v = float(values[i])
+    for piece in text_pieces(tokens, offsets, text, start, stop, question=question):
+        i, v = piece["p"], float(values[piece["p"]])
         tip = html.escape(f"{i} {tokens[i]}: {v:.4f}", quote=True)
-        a, b = offsets[i] if offsets and text is not None else (0, 0)
-        if a == b:  # special token, or no character span to show
-            parts.append(f'<span title="{tip}" style="background: {_background(v, vmax)}; border: 1px solid '
-                         f'#999; border-radius: 3px; padding: 0 2px; font-size: 0.8em;">'
-                         f'{html.escape(tokens[i])}</span> ')
-            continue
-        if cursor is not None and a > cursor:
-            parts.append(html.escape(text[cursor:a]))
-        a = a if cursor is None else max(a, cursor)
-        parts.append(f'<span title="{tip}" style="background: {_background(v, vmax)};">'
-                     f'{html.escape(text[a:b])}</span>')
-        cursor = max(b, cursor or 0)
+        if piece.get("h"):
+            parts.append(f'<b style="color: #666;">{html.escape(piece["h"])}</b>')
+        body = piece["t"].lstrip()
+        parts.append(html.escape(piece["t"][:len(piece["t"]) - len(body)]))
+        look = (" border: 1px solid #999; border-radius: 3px; padding: 0 2px; font-size: 0.8em;" if piece["s"] else
+                " font-style: italic;" if piece.get("q") else "")
+        parts.append(f'<span title="{tip}" style="background: {_background(v, vmax)};{look}">'
+                     f'{html.escape(body)}</span>')
     parts.append("</div>")
     return "".join(parts)

@@ -4,6 +4,10 @@ Each piece carries the characters the token covers in the text, with the spaces 
 the document itself; special tokens ([CLS], [SEP]) and texts without character offsets fall back to the token
 strings. The browser side (lfviz/app/token_text.py) renders them with textContent, never as HTML.
 
+With a question, the model reads question tokens that are not characters of the document: `token_parts` says, for
+both model kinds, which tokens are the question's (and where in the question string), which the document's and
+which are special, so the views show the question on its own line and the document under it.
+
 A map over the text (`value_colors`): each token's background says a value, e.g. how much worse a window predicts
 it than full attention, or how far its representation moved; the hover says the number.
 """
@@ -36,46 +40,114 @@ def value_colors(values, scale: float | None = None) -> list[str | None]:
     return out
 
 
+def _special(token: str) -> bool:
+    """[CLS], [SEP], <s>, ...: a token that stands for no character."""
+    return token.startswith(("[", "<")) and token.endswith(("]", ">")) and len(token) > 2
+
+
+def _align(tokens: list[str], question: str) -> list[tuple[int, int]]:
+    """Each question token's (start, end) in `question`, found in order (case-insensitive, "##" and the spaces a
+    byte-level token carries removed); (0, 0) where its text is not found (an accent the tokenizer stripped, a
+    separator such as the causal runner's blank line)."""
+    low = question.lower() if len(question.lower()) == len(question) else question  # lower() may change lengths
+    out, cursor = [], 0
+    for tok in tokens:
+        needle = tok.removeprefix("##").strip().lower()
+        at = low.find(needle, cursor) if needle else -1
+        if at < 0:
+            out.append((0, 0))
+            continue
+        out.append((at, at + len(needle)))
+        cursor = at + len(needle)
+    return out
+
+
+def token_parts(tokens: list[str], offsets: list[tuple[int, int]] | None, question: str | None = None
+                ) -> list[tuple[str, int, int]] | None:
+    """Where each token's characters lie: ("text", s, e) = text[s:e]; ("question", s, e) = question[s:e], or
+    (s == e) a question token to show by its string; ("special", 0, 0) = no characters ([CLS], [SEP]).
+    None without offsets.
+
+    The runners' offsets index the document only (question tokens and special tokens: (0, 0)). With a question,
+    the question tokens are the non-special ones before the document: before the first special token that follows
+    them (an encoder's [CLS] question [SEP] document [SEP]), or, with no such separator (a causal LM reads
+    "question\n\ndocument" as one text), before the first token with characters of the document. Question tokens
+    that still carry offsets (runs saved before offsets indexed the document only) index the question."""
+    if not offsets:
+        return None
+    n = len(tokens)
+    real = [e > s for s, e in offsets]
+    special = [not real[i] and _special(tokens[i]) for i in range(n)]
+    first_doc = 0
+    if question:
+        asked_any = [False] * n  # a non-special token before position i
+        for i in range(1, n):
+            asked_any[i] = asked_any[i - 1] or not special[i - 1]
+        sep = next((i for i in range(n) if special[i] and asked_any[i]), None)
+        first_doc = sep + 1 if sep is not None else next((i for i in range(n) if real[i]), n)
+    asked = [i for i in range(first_doc) if not special[i]]
+    spans = dict(zip(asked, _align([tokens[i] for i in asked], question or "")))
+    parts = []
+    for i, (s, e) in enumerate(offsets):
+        if i in spans:
+            parts.append(("question", s, e) if real[i] else ("question", *spans[i]))
+        elif real[i]:
+            parts.append(("text", s, e))
+        else:
+            parts.append(("special", 0, 0))
+    return parts
+
+
 def text_pieces(tokens: list[str], offsets: list[tuple[int, int]] | None, text: str | None, start: int = 0,
                 stop: int | None = None, global_tokens=(), matches=(), question: str | None = None,
                 values=None, value_format: str = "{:+.3f}", value_scale: float | None = None,
                 colors: list[str] | None = None) -> list[dict]:
     """[{"p": position, "t": text shown, "g": global, "m": matches the search, "s": special}] for tokens
-    [start, stop). "t" includes the whitespace between the previous token and this one. With a question, the
-    tokens before the first special token after it index the question's characters (a question/document pair),
-    the rest the text's. With `values` (one per token), each piece also has "c": its `value_colors` background
-    (scaled over the whole text, not the shown window, or by `value_scale` so that two maps compare) and "v": the
-    value as `value_format` writes it. `colors` (one CSS colour per token) replaces the value colours, e.g. one
-    hue per category."""
+    [start, stop). "t" includes the whitespace between the previous token and this one. With a question
+    (`token_parts`), its tokens also have "q": True and show the question's characters; the first shown has "h":
+    a heading ("Question: ") to show before it, and the document starts on the next line. With `values` (one per
+    token), each piece also has "c": its `value_colors` background (scaled over the whole text, not the shown
+    window, or by `value_scale` so that two maps compare) and "v": the value as `value_format` writes it.
+    `colors` (one CSS colour per token) replaces the value colours, e.g. one hue per category."""
     stop = len(tokens) if stop is None else min(stop, len(tokens))
     glob, hit = set(global_tokens), set(matches)
-    sources = [question, text] if question else [text]
-    seg, seen_real, prev_end = 0, False, None
-    for i in range(0, start):  # which segment the window starts in
-        s, e = offsets[i] if offsets else (0, 0)
-        if e <= s and seen_real:
-            seg, seen_real = min(seg + 1, len(sources) - 1), False
-        seen_real |= e > s
-    out = []
+    parts = token_parts(tokens, offsets, question) if text is not None else None
+    out, prev = [], {"text": None, "question": None}  # where the last shown text / question token ended
+    asked_shown = False
     for i in range(start, stop):
-        if not offsets:  # token strings only: word pieces ("##") join the previous token
+        if parts is None:  # token strings only: word pieces ("##") join the previous token
             tok = tokens[i]
-            special = tok.startswith(("[", "<")) and tok.endswith(("]", ">"))
+            special = _special(tok)
             joined = tok.startswith("##") and not special
             shown = ("" if joined or not out else " ") + (tok if special else tok.removeprefix("##"))
             out.append({"p": i, "t": shown, "g": i in glob, "m": i in hit, "s": special})
             continue
-        s, e = offsets[i]
-        special = e <= s
-        source = sources[seg]
-        if special or source is None:
-            shown = (" " if out else "") + (tokens[i] if special else tokens[i].removeprefix("##"))
-            if special and seen_real:  # the end of a segment: the next one indexes the next source
-                seg, seen_real, prev_end = min(seg + 1, len(sources) - 1), False, None
+        kind, s, e = parts[i]
+        piece = {"p": i, "t": "", "g": i in glob, "m": i in hit, "s": kind == "special"}
+        if kind == "special":
+            piece["t"] = (" " if out else "") + tokens[i]
+        elif kind == "question":
+            end = prev["question"]
+            if e > s:
+                gap = question[end:s] if end is not None else (" " if out else "")
+                piece["t"] = gap + question[s if end is None else max(s, end):e]
+                prev["question"] = max(e, end or 0)
+            else:  # not found in the question: its token string (a blank-line separator as a visible mark)
+                tok = tokens[i].removeprefix("##")
+                mark = "\u21b5" if "\n" in tok else "\u2423"  # a whitespace token: ↵ or ␣, something to click
+                piece["t"] = (" " if out and not tok[:1].isspace() else "") + (tok.strip() or mark)
+            piece["q"] = True
+            if not asked_shown:  # the first question token shown: a heading instead of a gap
+                piece["t"], piece["h"] = piece["t"].lstrip(" "), (" " if out else "") + "Question: "
+            asked_shown = True
         else:
-            gap = source[prev_end:s] if prev_end is not None and prev_end <= s else (" " if out else "")
-            shown, prev_end, seen_real = gap + source[s:e], e, True
-        out.append({"p": i, "t": shown, "g": i in glob, "m": i in hit, "s": special})
+            end = prev["text"]  # tokens may share characters (byte-level pieces of one character): shown once
+            if end is not None:
+                piece["t"] = text[end:s] + text[max(s, end):e]
+            else:  # the first document token shown: on its own line after the question
+                piece["t"] = ("\n" if asked_shown else (" " if out else "")) + text[s:e]
+            prev["text"] = max(e, end or 0)
+        out.append(piece)
     if values is not None:
         if len(values) != len(tokens):
             raise ValueError(f"{len(values)} values for {len(tokens)} tokens: give one value per token")

@@ -85,7 +85,9 @@ class Runner:
         doc_seq = 1 if question else 0
         context = [s == doc_seq for s in seq]
         question_tokens = [i for i, s in enumerate(seq) if question and s == 0]
-        offsets = [tuple(o) for o in enc["offset_mapping"]] if tok.is_fast else None
+        # offsets index the document only: a question token's characters are the question's, not the text's
+        offsets = [tuple(o) if s == doc_seq else (0, 0) for o, s in zip(enc["offset_mapping"], seq)] \
+            if tok.is_fast else None
         tt = list(enc["token_type_ids"]) if "token_type_ids" in enc and self.config.type_vocab_size > 1 else None
         notes = []
         if len(ids) > self.max_tokens:

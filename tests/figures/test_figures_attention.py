@@ -126,7 +126,7 @@ def test_received_html_escapes_everything_and_keeps_the_text():
     assert "&lt;script&gt;" not in out  # tokens are wrapped one by one...
     assert "&lt;" in out and "&amp;" in out and "&quot;" in out
     visible = html.unescape(re.sub(r"<[^>]+>", "", out))  # ...but the text reads as the document
-    assert visible == "[CLS] " + TEXT + "[SEP] "
+    assert visible == "[CLS] " + TEXT + " [SEP]"
     spans = re.findall(r'<span title="([^"]*)" style="background: rgba\(31, 119, 180, ([0-9.]+)\)', out)
     assert len(spans) == len(tokens)
     assert float(spans[0][1]) == 0.0 and float(spans[-1][1]) == pytest.approx(0.75)
@@ -172,8 +172,8 @@ def test_text_pieces_read_as_the_document_and_mark_globals_and_matches():
     window = text_pieces(tokens, offsets, text, start=5, stop=8)
     assert [p["p"] for p in window] == [5, 6, 7] and window[0]["t"] == "world"
     pair = text_pieces(["[CLS]", "who", "?", "[SEP]", "hello", "[SEP]"], [(0, 0), (0, 3), (3, 4), (0, 0), (0, 5), (0, 0)],
-                       "Hello", question="Who?")
-    assert [p["t"] for p in pair] == ["[CLS]", " Who", "?", " [SEP]", " Hello", " [SEP]"]  # question, then text
+                       "Hello", question="Who?")  # a run saved when question tokens' offsets indexed the question
+    assert [p["t"] for p in pair] == ["[CLS]", "Who", "?", " [SEP]", "\nHello", " [SEP]"]  # question, then text
     assert [p["t"] for p in text_pieces(["[CLS]", "who", "?", "[SEP]", "hello"], [(0, 0), (0, 3), (3, 4), (0, 0),
                                         (0, 5)], "Hello", start=4, question="Who?")] == ["Hello"]
     no_offsets = text_pieces(["[CLS]", "a", "##b"], None, None)
