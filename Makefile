@@ -10,6 +10,9 @@ PORT    ?= 8501
 PATHS   ?=
 CORPUS  ?=
 ONLINE  ?=
+# The URL streamlit prints; set, so that it never looks up this machine's network or public address (a UDP probe
+# to 8.8.8.8, an HTTP request to a public "what is my IP" service) when bound to every interface.
+URL_HOST ?= $(if $(filter 0.0.0.0 ::,$(ADDRESS)),$(shell hostname),$(ADDRESS))
 
 .PHONY: install run test bench clean
 
@@ -27,7 +30,8 @@ install: $(VENV)/.installed
 run: install
 	$(if $(ONLINE),LFVIZ_HUB_DOWNLOADS=1,HF_HUB_OFFLINE=1 LFVIZ_HUB_DOWNLOADS=) \
 	$(if $(PATHS),LFVIZ_PATHS="$(PATHS)") $(if $(CORPUS),LFVIZ_CORPUS="$(CORPUS)") \
-	$(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) --browser.gatherUsageStats false
+	$(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) --browser.gatherUsageStats false \
+		--browser.serverAddress $(URL_HOST)
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -46,6 +46,7 @@ def test_make_run_binds_to_loopback_unless_asked():
     assert "--server.address 127.0.0.1" in plain
     shared = subprocess.run(["make", "-n", "run", "ADDRESS=0.0.0.0"], cwd=root, capture_output=True, text=True).stdout
     assert "--server.address 0.0.0.0" in shared
+    assert "--browser.serverAddress" in shared  # streamlit then looks up no network or public address
     assert 'address = "127.0.0.1"' in (root / ".streamlit" / "config.toml").read_text()  # plain streamlit run too
 
 

@@ -63,21 +63,21 @@ for _name in ("connect", "connect_ex"):
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def serve(guard: Path, address: str = "127.0.0.1", args: tuple = (), **env_extra):
+    """`streamlit run app.py` bound to `address` (always reached through 127.0.0.1), every outside connection of
+    the server process logged; yields the handle, stops the server after."""
     _need_browser()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    guard = tmp_path_factory.mktemp("netguard")
     (guard / "sitecustomize.py").write_text(NET_GUARD)
     log = guard / "outside.log"
     log.write_text("")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LFVIZ_NET_LOG": str(log),
-           "PYTHONPATH": os.pathsep.join([str(guard), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(guard), os.environ.get("PYTHONPATH", "")]), **env_extra}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                             "--server.address", address, "--server.port", str(port), "--server.fileWatcherType", "none",
+                             "--browser.gatherUsageStats", "false", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -98,6 +98,11 @@ def server(tmp_path_factory):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from serve(tmp_path_factory.mktemp("netguard"))
 
 
 @pytest.fixture(scope="module")
