@@ -7,6 +7,7 @@ page keeps its figures) and the link never carries the invalid value."""
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from ..analysis.presets import remap_positions
 from ..textspec import format_positions, parse_positions
@@ -62,23 +63,62 @@ def _field(name: str) -> None:
         st.error(f"{errors[name][1]}. Still in force: {ss[name]!r}.")
 
 
-def follow_document() -> None:
-    """When the document (or its question, or the model's tokenizer) changes, global tokens follow their tokens
-    to their new positions, or are dropped, with a note that says which."""
+def _page() -> str:
+    """The page this run shows (st.navigation has chosen it before the sidebar is drawn)."""
+    ctx = get_script_run_ctx()
+    return getattr(ctx, "page_script_hash", "") if ctx is not None else ""
+
+
+def _model_start(runner) -> tuple[str, str]:
+    """The global tokens a model starts with on the current document (its runner's suggestion: a causal LM's
+    first 4 tokens, its sinks; an encoder's first token, or a QA model's question), and why, in words."""
     ss = st.session_state
+    start = format_positions(runner.suggest_global_tokens(ss["document"], ss.get("question")))
+    why = ("a causal LM's sinks: its first tokens, which every later token keeps in view" if is_causal(runner) else
+           "where this model usually puts global attention")
+    return start, f"global tokens {start or 'none'} ({why})"
+
+
+def follow_document() -> None:
+    """When the document, its question or the model changes, global tokens follow, with a note saying how:
+    - the text changed (same tokens elsewhere): each global token follows its token to its new position, or is
+      dropped;
+    - the model changed to one that splits the text into other tokens (another tokenizer): old positions mean other
+      tokens there, so the new model starts with its own global tokens (`_model_start`); so does a new session
+      on a model whose global tokens neither the link nor anyone set;
+    - global tokens set in the same step (a link, an import, a page that opens a document with its own): kept.
+    The note stays on the page where the change happened, until another page is shown."""
+    ss = st.session_state
+    note = ss.get("_global_note")
+    if note is not None and note[1] != _page():
+        ss.pop("_global_note")  # seen where it happened: it does not follow the user to every page
     tokens = document_tokens()
     if tokens is None:
         return
     key = (ss["model"], ss["document"], ss.get("question"))
     anchor = ss.get("_global_anchor")
-    if anchor is not None and anchor[0] != key:
-        old = parse_positions(ss["global"])
-        new, notes = remap_positions(old, anchor[1], tokens)
-        if tuple(sorted(old)) != new:
-            ss["global"] = format_positions(new)
-        ss["_global_note"] = ("The text changed; global tokens followed it: " + "; ".join(notes[:8])
-                              + (" ..." if len(notes) > 8 else "")) if notes else None
-    ss["_global_anchor"] = (key, tokens)
+    text = None
+    if anchor is None:
+        if ss.pop("_global_unset", False):
+            start, why = _model_start(current_runner())
+            if start != ss["global"]:
+                ss["global"], text = start, f"{current_runner().model_id} starts with {why}."
+    elif anchor[0] != key and ss["global"] == anchor[2]:  # not set anew together with the change
+        if key[0] != anchor[0][0] and tokens != anchor[1]:
+            start, why = _model_start(current_runner())
+            text = (f"The model changed: {current_runner().model_id} splits the text into other tokens, where the "
+                    f"old positions ({ss['global'] or 'none'}) would be other words; it starts with {why}.")
+            ss["global"] = start
+        else:
+            old = parse_positions(ss["global"])
+            new, notes = remap_positions(old, anchor[1], tokens)
+            if tuple(sorted(old)) != new:
+                ss["global"] = format_positions(new)
+            text = ("The text changed; global tokens followed it: " + "; ".join(notes[:8])
+                    + (" ..." if len(notes) > 8 else "")) if notes else None
+    if anchor is None or anchor[0] != key:
+        ss["_global_note"] = (text, _page()) if text else None
+    ss["_global_anchor"] = (key, tokens, ss["global"])
 
 
 def sidebar() -> None:
@@ -90,7 +130,7 @@ def sidebar() -> None:
         for name in FIELDS:
             _field(name)
         if ss.get("_global_note"):
-            st.info(ss["_global_note"])
+            st.info(ss["_global_note"][0])
         if runner is not None:
             ss["layer"] = min(max(int(ss.get("layer", 0)), 0), runner.num_layers - 1)
             ss["head"] = min(max(int(ss.get("head", 0)), 0), runner.num_heads - 1)

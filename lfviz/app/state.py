@@ -44,6 +44,8 @@ def init_state() -> None:
     ss = st.session_state
     if "_initialised" not in ss:
         ss["_initialised"] = True
+        # nobody chose global tokens (neither a link nor a test): the model's own start (the sidebar sets it)
+        ss["_global_unset"] = "global" not in ss and "global" not in st.query_params
         ss["url_errors"] = []
         first = _default_sample()
         defaults = dict(model="embedded", sample=first.id if first else "custom", document=first.text if first else "",
