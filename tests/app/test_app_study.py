@@ -19,6 +19,7 @@ def study_page():
 def test_run_a_samples_study_and_open_the_worst_document_in_the_lab():
     at = study_page()
     assert any("Open a study's results" in i.value for i in at.info)
+    at.session_state["queries"] = ["left over from another sample"]
     at.multiselect(key="study_strategies").set_value(["none", "first"])
     at.button(key="study_run").click().run()
     assert not at.exception and not at.error
@@ -33,6 +34,9 @@ def test_run_a_samples_study_and_open_the_worst_document_in_the_lab():
     assert not at.exception
     sample = next(s for s in list_samples() if s.id == doc)
     assert at.session_state["document"] == sample.text and at.session_state["global"] == "0"
+    # a sample opens as itself, with its own queries and question: a link can carry it
+    assert at.session_state["sample"] == sample.id and at.session_state["queries"] == list(sample.queries)
+    assert at.session_state["question"] == sample.question
     assert at.session_state["window"] == "64" and any("Global-token lab" in t.value for t in at.title)
 
 
