@@ -1,9 +1,11 @@
 """How much memory a call grew the process by: the peak of torch's CUDA allocations, or of the CPU process's
-resident set size (RSS), above the level at entry. Both count everything the process did meanwhile."""
+resident set size (RSS), above the level at entry. Both count everything the process did meanwhile. And, before a
+run, how much it will take (`run_bytes`): what the app's memory budget checks an action against."""
 from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass, field
 
 import torch
 
@@ -86,3 +88,87 @@ def memory_meaning(device: torch.device) -> str:
     return ("peak growth of this process's resident memory (RSS) during the first run of each point, sampled "
             f"every 2 ms ({trimmed}memory the allocator still holds is not counted again; weights excluded; "
             "anything else the app did at the same time is included)")
+
+
+def trim() -> None:
+    """Hand memory that Python and torch freed back to the system (glibc's malloc_trim), so the process's RSS
+    follows what it holds rather than the most it ever held."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+# -- estimates of a run's memory, before it runs ------------------------------------------------------------
+TOKEN_OBJECT_BYTES = 1200  # per token: its string, offsets, scores and (causal LMs) five next-token guesses
+SAFETY = 1.25  # estimates are of the tensors; the allocator and Python's objects add to them
+
+
+@dataclass(frozen=True)
+class RunBytes:
+    """Memory of one run on `n` tokens, in bytes: `kept` stays while the run's result is cached (captured
+    attention, hidden states), `transient` is the most in use meanwhile (one layer's activations, attention
+    weights before they are stored, output-head rows). `parts` names the largest pieces, for messages."""
+
+    n: int
+    kept: int
+    transient: int
+    parts: dict = field(default_factory=dict)
+
+    @property
+    def peak(self) -> int:
+        return self.kept + self.transient
+
+
+def run_bytes(runner, n: int, config, capture: bool = True, capture_layers=None,
+              capture_dtype: torch.dtype = torch.float16, hidden_states: bool = True) -> RunBytes:
+    """Estimate, before running, the memory `runner.run` on n tokens takes (see `RunBytes`). Captured attention is
+    (H, n, W + 1) per layer in `capture_dtype` (a causal LM keeps the band's past half, W/2 + 1 columns), with the
+    band never wider than the text, plus (H, n, G) to and (H, G, n) from the G global tokens; hidden states are
+    (L + 1) x (n, D) fp32. Upper estimates (x `SAFETY`)."""
+    causal = getattr(runner, "task", None) == "causal-lm"
+    L, H = runner.num_layers, runner.num_heads
+    hf = runner.config
+    D = hf.hidden_size
+    inner = getattr(hf, "intermediate_size", 4 * D)
+    specs = [s.for_length(n) for s in config.resolve(L, H)]
+    G = len([g for g in config.global_tokens if g < n])
+    item = torch.finfo(capture_dtype).bits // 8
+    layers = range(L) if capture_layers is None else sorted(set(capture_layers))
+    parts = {}
+    if capture:
+        cols = [(specs[l].window // 2 + 1) if causal else (specs[l].window + 1) for l in layers]
+        parts["captured attention"] = sum(H * n * (c * item + 2 * G * item + 4) for c in cols)
+    if hidden_states:
+        parts["hidden states"] = (L + 1) * n * D * 4
+    parts["tokens and predictions"] = n * (D * 4 + TOKEN_OBJECT_BYTES)
+    kept = sum(parts.values())
+    # one layer at a time: q, k, v (repeated per query head), output, residuals, the MLP's inner activations
+    activations = n * (10 * D + 3 * inner) * 4
+    widest = max(s.window for s in specs)
+    weights = H * n * (widest + 1) * item if capture else 0  # one layer's full band before it is stored
+    scores = 64 << 20  # the kernel's blocks of scores (a few MB each) and a dense chunk
+    if causal:
+        from ..model.causal_runner import LOGIT_ROWS
+
+        head = 3 * min(n, LOGIT_ROWS) * hf.vocab_size * 4  # logits rows, their log-softmax and log-sum-exp
+        # measured (SmolLM2, 3,993 tokens): Hugging Face's decoder layers and the output head hold about twice this
+        activations = 2 * (activations + head)
+    transient = activations + weights + scores
+    if weights:
+        parts["one layer's attention while it is captured"] = weights
+    return RunBytes(n, int(kept * SAFETY), int(transient * SAFETY), parts)
+
+
+def longest_fitting(runner, n: int, config, available: int, **kw) -> int:
+    """The most tokens (at most n) whose run's `run_bytes(...).peak` fits in `available` bytes; 0 if none."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if run_bytes(runner, mid, config, **kw).peak <= available:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def gib(b: float) -> str:
+    return f"{b / 2**30:.1f} GiB" if b >= 2**30 * 0.95 else f"{b / 2**20:,.0f} MiB"

@@ -1,26 +1,110 @@
-"""Cached models and runs, shared by every page and tab: the runner of a model key, a document's run under a
-configuration, and the sidebar's configuration checked against the model."""
+"""Cached models and runs, shared by every page and tab, within the server's memory budget: the runner of a model
+key, a document's run under a configuration, and the sidebar's configuration checked against the model.
+
+Memory budget: the server process aims to stay under `LFVIZ_MEMORY_BUDGET_GB` GiB of resident memory (default 6).
+Models and runs live in one process-wide cache sized in bytes (`lfviz.runcache.ByteLRU`): what the server held
+when the cache was made (Python, Streamlit, torch) and a margin come off the budget, the rest holds models and
+runs, least recently used evicted first. Before a run, its peak is estimated (`peak_memory.run_bytes`); a run
+that cannot fit even with everything else evicted is refused with a message that says what to change.
+"""
 from __future__ import annotations
 
 import json
+import os
+import threading
+import warnings
 
 import streamlit as st
 import torch
 
+from ..analysis.peak_memory import RunBytes, _rss_bytes, gib, longest_fitting, run_bytes, trim
 from ..config import AttentionConfig
 from ..model.runner import Runner
+from ..runcache import ByteLRU, nbytes
 from ..textspec import config_from_text
 from . import serving
 
+BUDGET_ENV = "LFVIZ_MEMORY_BUDGET_GB"
+DEFAULT_BUDGET_GB = 6.0
+MARGIN = 0.05  # of the budget, kept free: allocator slack, Streamlit's own caches and messages
+LOAD_BYTES = {"smollm2": 1_300_000_000}  # peak while loading (the first load dequantises the GGUF); others 0.5 GB
+_STORE: ByteLRU | None = None
+_STORE_LOCK = threading.Lock()
 
-@st.cache_resource(max_entries=3, show_spinner="Loading the model...")
-def get_runner(model: str) -> Runner:
-    """One shared runner per model key ("embedded", "embedded-16k", a folder or Hub id); on a GPU warmed up
-    (kernels compiled) while the loading spinner shows."""
+
+class MemoryBudgetError(ValueError):
+    """An action that would take the server past its memory budget; the message says what to change."""
+
+
+def budget_gb() -> float:
+    """The budget in GiB from `LFVIZ_MEMORY_BUDGET_GB` (default 6); a bad value is reported and the default used."""
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BUDGET_GB
+    try:
+        value = float(raw)
+        if value > 0:
+            return value
+    except ValueError:
+        pass
+    warnings.warn(f"{BUDGET_ENV}={raw!r} is not a positive number of GiB (e.g. 6 or 2.5): using "
+                  f"{DEFAULT_BUDGET_GB:g}", stacklevel=2)
+    return DEFAULT_BUDGET_GB
+
+
+def store() -> ByteLRU:
+    """The process-wide cache of models and runs (made on first use: the budget minus what the server holds then)."""
+    global _STORE
+    with _STORE_LOCK:
+        if _STORE is None:
+            _STORE = _make_store(int(budget_gb() * 2**30))
+        return _STORE
+
+
+def _make_store(total: int, overhead: int | None = None) -> ByteLRU:
+    overhead = (_rss_bytes() or 0) if overhead is None else overhead
+    s = ByteLRU(max(0, int(total * (1 - MARGIN)) - overhead))
+    s.total, s.overhead = total, overhead
+    return s
+
+
+def reset_store(total: int | None = None, overhead: int | None = None) -> ByteLRU:
+    """A new, empty cache (tests; a changed budget): `total` bytes (default: from the environment), of which
+    `overhead` (default: the process's RSS now) is taken by the server itself."""
+    global _STORE
+    with _STORE_LOCK:
+        _STORE = _make_store(int(budget_gb() * 2**30) if total is None else total, overhead)
+        return _STORE
+
+
+def _load(model: str) -> Runner:
+    s = store()
+    need = LOAD_BYTES.get(model, 500_000_000)
+    if s.make_room(need) < need:
+        raise MemoryBudgetError(f"loading {model!r} takes about {gib(need)}, more than the {gib(s.budget - s.used)} "
+                                f"the server's memory budget leaves ({BUDGET_ENV}={budget_gb():g}); close the "
+                                "pages using other models or raise the budget")
     runner = serving.load_model(model)  # the owner's rules: which folders, whether the Hub may be reached
     if runner.device.type == "cuda":
         runner.warm_up()
     return runner
+
+
+def runner_bytes(runner) -> int:
+    """Bytes of a runner's weights (parameters and buffers; the encoder shares the model's)."""
+    return nbytes([runner.model, getattr(runner, "encoder", None)])
+
+
+def get_runner(model: str) -> Runner:
+    """One shared runner per model key ("embedded", "embedded-16k", a folder or Hub id); on a GPU warmed up
+    (kernels compiled) while the loading spinner shows. Kept in the byte-bounded cache (`store`); a failed load
+    is not cached."""
+    key = ("runner", model)
+    runner = store().get(key)
+    if runner is not None:
+        return runner
+    with st.spinner("Loading the model..."):
+        return store().get_or_compute(key, lambda: _load(model), size=runner_bytes)
 
 
 def _run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None, capture: bool):
@@ -32,17 +116,75 @@ def _run(model: str, text: str, config_json: str, queries: tuple[str, ...], ques
                       keep_on_device=runner.device.type == "cuda")
 
 
-# Captured runs hold every layer's attention (hundreds of MB at 4k tokens): few of them. Runs without capture hold
-# hidden states only (tens of MB): the Fidelity page compares several placements, so more of those.
-@st.cache_resource(max_entries=6, show_spinner=False)
-def _cached_run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None,
-                capture: bool):
-    return _run(model, text, config_json, queries, question, capture)
+def check_fits(model: str, need: RunBytes, config: AttentionConfig, capture: bool, what: str = "This run") -> None:
+    """Make room in the cache for an action of estimated size `need` (evicting least recently used runs); raise
+    MemoryBudgetError, saying what to change, when it cannot fit even with every other run evicted."""
+    s = store()
+    with s.pin(("runner", model)):
+        free = s.make_room(need.peak)
+    if free >= need.peak:
+        return
+    runner = get_runner(model)
+    n = longest_fitting(runner, need.n, config, free, capture=capture)
+    biggest = max(need.parts.items(), key=lambda kv: kv[1])
+    fixes = [f"shorten the text to about {n:,} tokens (it has {need.n:,})" if n else "shorten the text"]
+    if capture:
+        fixes.append("narrow the window (captured attention grows with it; a window covering the text is full "
+                     "attention, n x n)")
+    raise MemoryBudgetError(
+        f"{what} would take about {gib(need.peak)} ({biggest[0]}: {gib(biggest[1])}), more than the "
+        f"{gib(free)} the server's memory budget leaves ({BUDGET_ENV}={budget_gb():g} GiB for the whole server; "
+        f"the models loaded and the server itself take the rest). To fit: {'; or '.join(fixes)}. Nothing was run; "
+        "the previous settings still work.")
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
+def budgeted(kind: str, capture: bool = False, full_attention: bool = False):
+    """Decorator: cache f(model, text, config_json, queries, question) in the byte-bounded store under `kind`,
+    after checking that the run it makes (captured or not; under full attention when `full_attention`) fits the
+    memory budget. `.clear()` drops this kind's entries."""
+    def wrap(f):
+        def cached(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None):
+            key = (kind, model, text, config_json, tuple(queries), question)
+            s = store()
+            hit = s.get(key)
+            if hit is not None:
+                return hit
+            runner = get_runner(model)
+            config = AttentionConfig.from_dict(json.loads(config_json))
+            n = len(tokenized(model, text, question)["tokens"])
+            if full_attention:
+                config = AttentionConfig(window=2 * n)
+            check_fits(model, run_bytes(runner, n, config, capture=capture), config, capture)
+            with s.pin(("runner", model)):
+                value = s.get_or_compute(key, lambda: f(model, text, config_json, queries, question))
+            trim()  # the run's temporaries go back to the system, so RSS follows what the cache holds
+            return value
+
+        cached.clear = lambda: store().clear(kind)
+        cached.__wrapped__, cached.__doc__ = f, f.__doc__
+        return cached
+    return wrap
+
+
+# Captured runs hold every layer's attention (hundreds of MB at 4k tokens); runs without capture hold hidden states
+# only. Both share one budget in bytes: the least recently used run goes first, whatever its kind.
+@budgeted("run", capture=True)
+def _cached_captured_run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None):
+    return _run(model, text, config_json, queries, question, True)
+
+
+@budgeted("plain")
 def _cached_plain_run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None):
     return _run(model, text, config_json, queries, question, False)
+
+
+def _cached_run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None,
+                capture: bool):
+    """The cached run of a document (captured or not)."""
+    return (_cached_captured_run if capture else _cached_plain_run)(model, text, config_json, queries, question)
+
+
+_cached_run.clear = lambda: (_cached_captured_run.clear(), _cached_plain_run.clear())
 
 
 def _run_key(model: str, text: str, config: AttentionConfig, queries, question) -> str:
@@ -75,13 +217,15 @@ def run_document(config: AttentionConfig | None = None, capture: bool = True, te
     try:
         args = (ss["model"], text, json.dumps(config.to_dict()), tuple(ss.get("queries", ())), ss.get("question"))
         with st.spinner("Running the model..."):
-            return _cached_run(*args, capture) if capture else _cached_plain_run(*args)
+            return _cached_run(*args, capture)
+    except MemoryBudgetError as e:
+        st.error(str(e))
+        return None
     except ValueError as e:
         st.error(f"Cannot run this configuration: {e}")
         return None
     except torch.cuda.OutOfMemoryError:
         _cached_run.clear()  # drop cached captures so the memory can be reused
-        _cached_plain_run.clear()
         torch.cuda.empty_cache()
         st.error("The GPU ran out of memory for this run. Shorten the document, use a smaller window or fewer "
                  "global tokens; the previous settings still work.")

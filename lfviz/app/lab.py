@@ -178,7 +178,9 @@ def window_cost_panel(variant) -> None:
     """A causal LM: where the pattern hurts. Each token's loss increase over full causal attention (same weights),
     and the perplexity of a chosen region under both."""
     ss = st.session_state
-    full = cache.run_document(AttentionConfig(window=2 * variant.n))  # every earlier token: how it was trained
+    # every earlier token: how it was trained. Only its losses and next tokens are shown: no capture (at 4k tokens
+    # a causal LM's full attention captured is 30 x 9 x n x n fp16, 8.6 GB)
+    full = cache.run_document(AttentionConfig(window=2 * variant.n), capture=False)
     if full is None:
         return
     st.subheader("Where the window hurts: loss against full attention")
