@@ -11,6 +11,8 @@
 Every number reported is a measured run (`Advice.picks`, `Advice.table`): re-running a configuration gives it back.
 The presets at the same budget k are measured the same way, in one table; the advisor recommends the best row,
 which is a preset where the greedy search did worse (the table shows it).
+On a converted model a pick can land where the copied position embeddings start over (`positions`): such a token
+looks like a first token to the model, so `Advice.restart_note` says so where the pick is shown.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from ..config import AttentionConfig
 from .compare import loss_increase
 from .fidelity import attention_from_afar, default_objective, gap
+from .positions import copied_every, restart_note, restarts
 from .presets import preset_positions, sentence_starts
 
 FAR, FIRST, QUESTION, SENTENCE, BLIND, SPREAD = (
@@ -57,6 +60,7 @@ class Advice:
     presets: list[dict] = field(default_factory=list)  # {"strategy", "positions", "gap"}
     runs: int = 0
     seconds: float = 0.0
+    copied_every: int | None = None  # the model's position embeddings repeat every this many tokens (converted)
 
     @property
     def greedy_positions(self) -> tuple[int, ...]:
@@ -83,6 +87,16 @@ class Advice:
     @property
     def config(self) -> AttentionConfig:
         return self.base.replace(global_tokens=self.positions)
+
+    @property
+    def restarts(self) -> list[int]:
+        """The picks and recommended positions that sit where a converted model's copied position embeddings
+        restart (multiples of `copied_every`): the model sees them as first tokens."""
+        return restarts([p.position for p in self.picks] + list(self.positions), self.copied_every)
+
+    def restart_note(self) -> str | None:
+        """The warning to show with the picks when some sit at a restart, else None."""
+        return restart_note(self.restarts, self.copied_every) if self.restarts else None
 
     def table(self) -> pd.DataFrame:
         """The greedy picks and every preset at the same k, best first, with the base (no global tokens) and
@@ -228,7 +242,7 @@ def advise(runner, text: str, config: AttentionConfig, k: int, objective: str = 
                 presets.append({"strategy": kind, "positions": pos, "gap": measured(pos)})
     say(1.0, "done")
     return Advice(objective, label, k, base, base_gap, chosen, candidates, presets, runs,
-                  time.perf_counter() - started)
+                  time.perf_counter() - started, copied_every(runner))
 
 
 def describe_gap(objective: str, value: float) -> str:

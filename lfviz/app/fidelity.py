@@ -225,10 +225,16 @@ def _show_advice(advice) -> None:
                     f"{advisor.describe_gap(advice.objective, best['gap'])} (no global tokens: "
                     f"{advisor.describe_gap(advice.objective, advice.base_gap)}). {advice.runs} runs, "
                     f"{advice.seconds:.1f} s.")
+    suspect = set(advice.restarts)
     if advice.picks:
         st.dataframe(pd.DataFrame([{"pick": i + 1, "position": p.position, "token": p.token, "why a candidate":
-                                    p.reason, "distance after": round(p.gap, 6), "gain": round(p.gain, 6)}
+                                    p.reason, "distance after": round(p.gap, 6), "gain": round(p.gain, 6),
+                                    **({"warning": "copied positions restart here" if p.position in suspect else ""}
+                                       if suspect else {})}
                                    for i, p in enumerate(advice.picks)]), hide_index=True, key="fid_picks")
+    note = advice.restart_note()
+    if note:  # a converted model's artefact, not the text's: say so next to the pick
+        st.warning(note[0].upper() + note[1:] + ".")
     if len(advice.picks) < advice.k:
         st.caption(f"The greedy search stopped after {len(advice.picks)} pick(s): no other candidate brought the "
                    "run closer to full attention.")
