@@ -8,8 +8,14 @@ import streamlit as st
 from ..analysis import patterns
 from ..attention import bigbird
 from ..figures import pattern as figs
+from ..wording import ordinal
 from . import cache
 
+COST_COLUMNS = {  # counts with thousands separators (1,974,025), shares as percentages
+    "pairs per head": st.column_config.NumberColumn(format="localized"),
+    "share of n²": st.column_config.NumberColumn(format="percent"),
+    "score memory (MiB)": st.column_config.NumberColumn(format="%.1f"),
+}
 ZOOM_DEFAULTS = {"pattern_cells": 256, "pattern_block": 64, "pattern_random": 3, "pattern_log": False}
 
 
@@ -86,7 +92,7 @@ def side_by_side(spec, layer: int, head: int, n: int, tokens_: list[str], global
         st.caption((f"The current configuration, causal: each token attends itself and {spec.one_sided} previous "
                     "tokens" if causal else
                     f"The current configuration. Each query attends {spec.one_sided} neighbours on each side")
-                   + (f", only every {d}-th position (gaps between them: zoom in to see them)" if d > 1 else "")
+                   + (f", only every {ordinal(d)} position (gaps between them: zoom in to see them)" if d > 1 else "")
                    + "; global tokens (" + (", ".join(map(str, global_tokens[:10])) or "none")
                    + ("..." if len(global_tokens) > 10 else "") + ") light up a whole row (they attend "
                    + ("everything before them) and a column below them (every later token attends them: a sink). "
@@ -133,7 +139,8 @@ def cost_section(specs, n: int, num_heads: int, global_tokens, block: int, num_r
     st.checkbox("Logarithmic scale", key="pattern_log")
     st.plotly_chart(figs.costs_figure(table.to_dict("records"), log=st.session_state["pattern_log"]),
                     key="pattern_costs_chart", width="stretch")
-    st.dataframe(table, hide_index=True, width="stretch", key="pattern_costs_table")  # full width: every column
+    st.dataframe(table, hide_index=True, width="stretch", key="pattern_costs_table",  # full width: every column
+                 column_config=COST_COLUMNS)
     st.download_button("Download CSV", table.to_csv(index=False), "lfviz_pattern_costs.csv", "text/csv",
                        key="pattern_costs_csv")
 
@@ -157,6 +164,7 @@ def receptive_field(specs, n: int, global_tokens, causal: bool = False) -> None:
                "every position within l windows (times the dilation) of it. A global token changes that: it "
                "attends the source within one layer, and every token attends it in the next, so two layers reach "
                "the whole document. Each bar is a run of positions reached; gaps are positions not reached (a "
-               "dilated band skips positions; a global token is reached far from the band).")
+               "dilated band skips positions; a global token is reached far from the band). A dotted bar holds gaps "
+               "too thin to draw one by one at this size, e.g. every 2nd position of a dilated band: hover it.")
     if not global_tokens:
         st.caption("This configuration has no global tokens, so only it and full attention are shown.")

@@ -56,17 +56,33 @@ def loss_increase_strip(tokens: list[str], increase: list[float], title: str) ->
     return fig
 
 
+OWN_SCALE = {"perplexity": "perplexity (lower = better)"}  # labels that are not scores: a panel each
+
+
 def prediction_bars(diff_rows: list[dict], top: int = 10) -> go.Figure:
-    """Baseline vs variant score per label (grouped bars), labels in baseline order."""
+    """Baseline vs variant score per label (grouped bars), labels in baseline order. Metrics on other scales
+    than the scores (a causal LM's perplexity, e.g. 58, next to next-token probabilities, e.g. 0.7) get a panel
+    and a y axis of their own, so each reads on its own scale."""
+    from plotly.subplots import make_subplots
+
     rows = diff_rows[:top]
-    labels = [r["label"] if len(r["label"]) <= 40 else r["label"][:37] + "..." for r in rows]
-    fig = go.Figure([
-        go.Bar(name="baseline", x=labels, y=[r["baseline"] for r in rows], marker_color="#7f7f7f"),
-        go.Bar(name="variant", x=labels, y=[r["variant"] for r in rows], marker_color=GLOBAL_COLOR,
-               text=[None if r["delta"] is None else f"{r['delta']:+.3f}" for r in rows], textposition="outside"),
-    ])
+    panels = [[r for r in rows if r["label"] not in OWN_SCALE]]
+    panels = [p for p in [*([r] for r in rows if r["label"] in OWN_SCALE), *panels] if p]
+    titles = [OWN_SCALE.get(p[0]["label"], "score") for p in panels]
+    widths = [max(1, len(p)) for p in panels]
+    fig = make_subplots(rows=1, cols=max(1, len(panels)), column_widths=[w / sum(widths) for w in widths] or None,
+                        horizontal_spacing=0.08 if len(panels) > 1 else 0.02)
+    cut = lambda label: label if len(label) <= 40 else label[:37] + "..."
+    for c, panel in enumerate(panels, start=1):
+        labels = [cut(r["label"]) for r in panel]
+        fig.add_bar(name="baseline", x=labels, y=[r["baseline"] for r in panel], marker_color="#7f7f7f",
+                    legendgroup="baseline", showlegend=c == 1, row=1, col=c)
+        fig.add_bar(name="variant", x=labels, y=[r["variant"] for r in panel], marker_color=GLOBAL_COLOR,
+                    text=[None if r["delta"] is None else f"{r['delta']:+.3f}" for r in panel],
+                    textposition="outside", legendgroup="variant", showlegend=c == 1, row=1, col=c)
+        fig.update_yaxes(title_text=titles[c - 1], row=1, col=c)
     fig.update_layout(barmode="group", title="Predictions: baseline vs variant (labels show the change)",
-                      yaxis_title="score", height=360, margin=dict(l=40, r=10, t=50, b=80))
+                      height=360, margin=dict(l=40, r=10, t=50, b=80))
     return fig
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..analysis.patterns import density, describe_reach
+from ..wording import ordinal
 
 # any attended pair shows (light blue), so a single global row stays visible in a 16-token cell
 PATTERN_COLORS = [[0.0, "#ffffff"], [1e-6, "#c6dbef"], [0.5, "#4292c6"], [1.0, "#08306b"]]
@@ -133,6 +134,30 @@ def costs_figure(rows: list[dict], log: bool = False) -> go.Figure:
 
 
 SHORT_RUN = 150  # runs shorter than n / SHORT_RUN tokens also get a marker
+REACH_HEIGHT, REACH_MARGIN = 380, dict(l=50, r=10, t=50, b=40)
+MIN_GAP_PX = 2.0  # a gap between two runs drawn thinner than this reads as no gap: such runs are drawn dotted
+GAP_DASH = "2px,2px"  # the dotted bar of runs whose gaps are too thin to draw one by one
+
+
+def gap_groups(spans: list[tuple[int, int]], n: int, px_per_token: float) -> list[list[tuple[int, int]]]:
+    """Consecutive runs (a, b) grouped where the gap between them, drawn at `px_per_token`, is under MIN_GAP_PX;
+    a group of one run is drawn solid, a longer one as one dotted bar (a dilated band at whole-text zoom)."""
+    groups: list[list[tuple[int, int]]] = []
+    for a, b in spans:
+        if groups and (a - groups[-1][-1][1] - 1) * px_per_token < MIN_GAP_PX:
+            groups[-1].append((a, b))
+        else:
+            groups.append([(a, b)])
+    return groups
+
+
+def describe_gaps(group: list[tuple[int, int]]) -> str:
+    """E.g. "every 2nd position from 200 to 1,200", or "41 runs with gaps of 1-3 tokens from 200 to 1,200"."""
+    gaps = {a2 - b1 - 1 for (_, b1), (a2, _) in zip(group, group[1:])}
+    where = f"from {group[0][0]:,} to {group[-1][1]:,}"
+    if len(gaps) == 1 and all(a == b for a, b in group):
+        return f"every {ordinal(min(gaps) + 1)} position {where}"
+    return f"{len(group)} runs with gaps of {min(gaps)}-{max(gaps)} tokens {where}"
 
 
 def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source: int,
@@ -141,24 +166,40 @@ def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source:
     only the source holds it): for each configuration and layer, one bar per run of reached positions, so a gap
     (between a global token and the band, or in a dilated band) shows as a gap. curves: `patterns.reach_curves`.
     Each configuration's bars sit side by side within a layer's column; a run of one token is one token tall.
+    Runs whose gaps would be drawn thinner than MIN_GAP_PX at the figure's height (every 2nd position of a
+    dilated band over a long text) are drawn as one dotted bar, the hover saying which positions it holds.
     backward: the curves say which tokens' information has reached the source (`reach_curves(backward=True)`)."""
     fig = go.Figure()
     k = max(1, len(curves))
+    px_per_token = (REACH_HEIGHT - REACH_MARGIN["t"] - REACH_MARGIN["b"]) / max(1, n)
     for c, (name, layers) in enumerate(curves.items()):
-        xs, ys, text, dots = [], [], [], []
+        xs, ys, text, dots, dotted = [], [], [], [], ([], [], [])
         shift = (c - (k - 1) / 2) * 0.8 / k  # side by side inside the layer's column
         for x, spans in enumerate(layers):
             label = (f"{name}<br>{'input' if x == 0 else f'after {x} layer' + ('s' if x != 1 else '')}: "
                      f"{describe_reach(spans, n)}")
-            for a, b in spans:
-                xs += [x + shift, x + shift, None]
-                ys += [a - 0.5, b + 0.5, None]  # a one-token run stays visible
-                text += [label, label, None]
+            for group in gap_groups(spans, n, px_per_token):
+                (a, _), (_, b) = group[0], group[-1]
+                if len(group) == 1:
+                    xs += [x + shift, x + shift, None]
+                    ys += [a - 0.5, b + 0.5, None]  # a one-token run stays visible
+                    text += [label, label, None]
+                else:
+                    said = f"{label}<br>{describe_gaps(group)} (gaps too thin to draw at this size: dotted)"
+                    dotted[0].extend([x + shift, x + shift, None])
+                    dotted[1].extend([a - 0.5, b + 0.5, None])
+                    dotted[2].extend([said, said, None])
                 if (b - a + 1) * SHORT_RUN < n:  # a few tokens in a long text: a bar too short to see
                     dots.append((x + shift, (a + b) / 2, label))
         hue = REACH_HUES.get(name, "#9467bd")
-        fig.add_scatter(x=xs, y=ys, text=text, name=name, mode="lines", line=dict(color=hue, width=max(4, 60 // k)),
+        width = max(4, 60 // k)
+        fig.add_scatter(x=xs, y=ys, text=text, name=name, mode="lines", line=dict(color=hue, width=width),
                         hovertemplate="%{text}<extra></extra>", legendgroup=name)
+        if dotted[0]:
+            fig.add_scatter(x=dotted[0], y=dotted[1], text=dotted[2], mode="lines", legendgroup=name,
+                            name=f"{name}: dotted = positions with gaps", line=dict(color=hue, width=width,
+                                                                                     dash=GAP_DASH),
+                            hovertemplate="%{text}<extra></extra>")
         if dots:  # marked so a single global token or the source alone shows at any length
             fig.add_scatter(x=[d[0] for d in dots], y=[d[1] for d in dots], text=[d[2] for d in dots], mode="markers",
                             marker=dict(color=hue, size=9, symbol="square"), name=f"{name}: short runs",
@@ -172,6 +213,6 @@ def reach_figure(curves: dict[str, list[list[tuple[int, int]]]], n: int, source:
     fig.update_layout(title=title,
                       xaxis=dict(title="layers", tickmode="array", tickvals=list(range(layers)), range=[-0.6, layers - 0.4],
                                  ticktext=["input"] + [f"after {x}" for x in range(1, layers)]),
-                      yaxis=dict(title="token position", range=[-0.5, n - 0.5]), height=380,
-                      margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+                      yaxis=dict(title="token position", range=[-0.5, n - 0.5]), height=REACH_HEIGHT,
+                      margin=REACH_MARGIN, legend=dict(orientation="h", y=-0.2))
     return fig

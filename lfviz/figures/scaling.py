@@ -26,12 +26,48 @@ def _series(rows: list[dict], value: str) -> dict[str, tuple[str, list[int], lis
     return out
 
 
+LADDERS = ((1,), (1, 2, 5), (1, 2, 3, 5, 7), tuple(range(1, 10)))  # tick mantissas, sparsest first
+MIN_LABELS = 3
+
+
+def _tick_text(v: float) -> str:
+    """0.02, 0.5, 3, 1,000: as many decimals as the value needs, thousands separated."""
+    return f"{v:,.{max(0, -math.floor(math.log10(v) + 1e-9))}f}"
+
+
+def log_ticks(values) -> tuple[list[float], list[str], list[float]]:
+    """Labelled ticks for a log axis over positive `values`: (tick values, their labels, axis range in log10).
+
+    The sparsest ladder (powers of ten, then 1-2-5, then more) that puts at least MIN_LABELS labels inside the
+    data's range; where even 1-9 cannot (a range of a few percent), the axis widens to the neighbouring ticks.
+    So times of 0.02-0.08 s read 0.02, 0.03, 0.05, 0.07, where a label per power of ten would leave one or none."""
+    lo, hi = min(values), max(values)
+    decades = range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
+    for ladder in LADDERS:
+        grid = sorted(m * 10.0 ** e for e in decades for m in ladder)
+        ticks = [v for v in grid if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+        if len(ticks) >= MIN_LABELS:
+            break
+    while len(ticks) < MIN_LABELS:  # even 1-9 is too sparse (a range of a few percent): widen, below then above
+        below = [v for v in grid if v < min(ticks, default=lo)]
+        above = [v for v in grid if v > max(ticks, default=hi)]
+        ticks = sorted(ticks + [below[-1] if len(ticks) % 2 == 0 else above[0]])
+    bottom, top = math.log10(min(lo, ticks[0])), math.log10(max(hi, ticks[-1]))
+    pad = 0.04 * (top - bottom or 1.0)  # the end labels and markers stay inside the plot
+    return ticks, [_tick_text(v) for v in ticks], [bottom - pad, top + pad]
+
+
 def _log_layout(fig: go.Figure, title: str, y_title: str, tokens) -> go.Figure:
     ticks = sorted(set(tokens))  # label the measured lengths, not plotly's 2-5-10 log ticks
     fig.update_layout(title=title, height=440, margin=dict(l=50, r=10, t=50, b=40), hovermode="closest",
                       legend=dict(orientation="h", y=-0.2, yanchor="top"))  # below the axis title
     fig.update_xaxes(type="log", title="tokens", tickvals=ticks, ticktext=[f"{t:,}" for t in ticks])
-    fig.update_yaxes(type="log", title=y_title, dtick=1)  # a label per power of ten, no 2-5 clutter
+    values = [y for trace in fig.data for y in (trace.y or ()) if y is not None and y > 0]
+    if values:
+        tickvals, ticktext, span = log_ticks(values)
+        fig.update_yaxes(type="log", title=y_title, tickvals=tickvals, ticktext=ticktext, range=span)
+    else:
+        fig.update_yaxes(type="log", title=y_title)
     return fig
 
 
