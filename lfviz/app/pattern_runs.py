@@ -56,20 +56,31 @@ def section(runner, cfg, n: int, layer: int, head: int) -> None:
     _show(runs, n, layer, head)
 
 
+def _number(value, digits: int) -> str:
+    """A table cell: thousands separated, `digits` decimals, "-" where there is no number."""
+    return "-" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+def measures_table(runs) -> pd.DataFrame:
+    """One row per measure, one column per pattern: as many columns as patterns (three), so the table fits the
+    page whatever the measures (a causal LM adds perplexities); the settings are said below it."""
+    rows = {"keys per query": [_number(r.keys_per_query, 1) for r in runs],
+            "forward (s)": [_number(r.seconds, 2) for r in runs],
+            "memory (MB)": [_number(r.memory_mb, 0) for r in runs],
+            "distance from full attention": [_number(r.gap, 5) for r in runs]}
+    for name in dict.fromkeys(k for r in runs for k in r.document):
+        rows[name] = [_number(r.document.get(name), 5) for r in runs]
+    return pd.DataFrame([{"measure": k, **dict(zip((r.name for r in runs), v))} for k, v in rows.items()])
+
+
 def _show(runs, n: int, layer: int, head: int) -> None:
-    table = pd.DataFrame([{"pattern": r.name, "settings": r.settings, "keys per query": round(r.keys_per_query, 1),
-                           "forward (s)": round(r.seconds, 2),
-                           "memory (MB)": None if r.memory_mb is None else round(r.memory_mb),
-                           "distance from full attention": round(r.gap, 5),
-                           **{k: round(v, 5) for k, v in r.document.items()}} for r in runs])
-    st.dataframe(table, hide_index=True, width="stretch", key="pr_table")
+    st.dataframe(measures_table(runs), hide_index=True, width="stretch", key="pr_table")
     st.caption("keys per query: layer " f"{layer}, mean over heads and queries. forward: one pass on this machine; "
                "BigBird and LSH run on lfviz's generic sparse path (query chunks of a dense masked softmax on the "
                "CPU), so their time is that path's, not what a block-sparse kernel would take. memory: the process's "
                "peak growth during the pass. distance: as on the Fidelity page (0 = full attention).")
     for r in runs:
-        if r.note:
-            st.caption(f"**{r.name}:** {r.note}")
+        st.caption(f"**{r.name}:** {r.settings}." + (f" {r.note}" if r.note else ""))
     cols = st.columns(len(runs))
     for col, r in zip(cols, runs):
         if r.picture is not None:
