@@ -8,6 +8,8 @@ markup and view code, and:
   the two globals as the AMD modules "jquery" and "d3", all inline (files in assets/vendor/, see its README);
 - removes the `require.config` block, so require.js has no path to fetch from;
 - re-serialises the parameters compactly, weights rounded, with <, >, & and U+2028/9 written as \\uXXXX.
+- head view: sizes bertviz's token boxes and the lines between them from the frame's width (bertviz draws a fixed
+  335 px column), so the view spans the page.
 
 Attention comes in as plain data: one dense (H, N, N) array per layer over a span of N tokens (rows: queries,
 columns: keys), e.g. from `span_attention`.
@@ -34,6 +36,13 @@ MODES = ("head", "model")
 MAX_SPAN = 128  # tokens; the weights are inlined as JSON: L * H * N^2 numbers
 GLOBAL_MARK = "★"
 MAX_LABEL = 14  # characters of a token label
+# bertviz's head view draws token boxes of 110 px and 115 px of lines between them, whatever the room. These
+# sizes come from the frame's width instead (boxes 110-220 px, the lines take the rest), when the view starts.
+_FIXED_SIZES = ("const BOXWIDTH = 110;", "const MATRIX_WIDTH = 115;")
+_WIDE_SIZES = ("const LFVIZ_WIDTH = Math.max(335, (document.documentElement.clientWidth || window.innerWidth || 0) "
+               "- 24);  // lfviz: the view spans the frame\n    "
+               "const BOXWIDTH = Math.round(Math.min(220, Math.max(110, 0.16 * LFVIZ_WIDTH)));",
+               "const MATRIX_WIDTH = Math.max(115, LFVIZ_WIDTH - 2 * BOXWIDTH);")
 
 _CDN_SCRIPT = re.compile(r'<script src="https?://[^"]*require[^"]*"></script>')
 _REQUIRE_CONFIG = re.compile(r"require\.config\(\{\s*paths:\s*\{[^}]*\}\s*,?\s*\}\);")
@@ -137,7 +146,17 @@ def head_view_html(attention: Sequence[torch.Tensor | np.ndarray], tokens: Seque
         params["include_heads"] = heads  # labels of the thumbnails
     for d in params["attention"]:
         d["attn"] = _compact(d["attn"])
-    return _offline(template.replace(_PARAMS_LINE, _PARAMS_LINE.replace(_MARKER, safe_json(params)), 1))
+    html = _offline(template.replace(_PARAMS_LINE, _PARAMS_LINE.replace(_MARKER, safe_json(params)), 1))
+    return _page_wide(html) if mode == "head" else html
+
+
+def _page_wide(html: str) -> str:
+    """The head view with its sizes read from the frame's width instead of bertviz's constants (`_WIDE_SIZES`)."""
+    for fixed, wide in zip(_FIXED_SIZES, _WIDE_SIZES):
+        if html.count(fixed) != 1:
+            raise RuntimeError(f"bertviz's head view has no single {fixed!r}: this bertviz version is not supported")
+        html = html.replace(fixed, wide)
+    return html
 
 
 def safe_json(obj) -> str:

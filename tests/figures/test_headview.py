@@ -184,7 +184,7 @@ def test_renders_offline_in_chromium():
         try:
             for mode in headview.MODES:
                 html = headview.head_view_html(att, HOSTILE, mode, layer_labels=[4, 5], layer=5)
-                page = browser.new_page()
+                page = browser.new_page(viewport={"width": 1300, "height": 900})
                 requests, dialogs, errors = [], [], []
                 page.route("**/*", lambda route: (requests.append(route.request.url), route.abort()))
                 page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -196,6 +196,10 @@ def test_renders_offline_in_chromium():
                 if mode == "head":
                     assert HOSTILE[1] in texts and HOSTILE[2] in texts
                     assert page.eval_on_selector("select#layer", "e => e.value") == "5"
+                    # the view spans the page (bertviz alone draws a 335 px column): the key tokens sit at the right
+                    right = page.eval_on_selector("svg g#right", "g => g.getBoundingClientRect().right")
+                    lines = page.eval_on_selector_all("g#attention line", "ls => ls.map(l => l.getBBox().width)")
+                    assert right > 0.8 * 1300 and min(lines) > 600, (right, min(lines))
                 else:
                     assert texts[:2] == ["Heads", "0"] and "Layers" in texts and "5" in texts
                 page.close()
