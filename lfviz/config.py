@@ -6,7 +6,7 @@ per side.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 WindowSpec = Union[int, Sequence[int]]
@@ -59,11 +59,14 @@ class AttentionConfig:
     window: int, or one even int per layer (two-sided, HF convention).
     dilation: int; or one entry per layer, each an int or a list with one int per head.
     global_tokens: token positions (0-based, into the tokenized input) with global attention.
+    is_native: the windows are the model's own per-layer pattern (`AttentionConfig.native(runner)`); the text form
+        then says "native" instead of listing them. Not part of equality: the same windows run the same.
     """
 
     window: WindowSpec = 512  # two-sided, even
     dilation: DilationSpec = 1  # 1 = no gaps (Hugging Face); d > 1 = every d-th neighbour
     global_tokens: Sequence[int] = ()  # positions with global attention
+    is_native: bool = field(default=False, compare=False)  # window = the model's own pattern
 
     def __post_init__(self):
         object.__setattr__(self, "window", _as_tuple(self.window))
@@ -138,21 +141,37 @@ class AttentionConfig:
                 )
         return tuple(sorted(self.global_tokens))
 
+    @classmethod
+    def native(cls, runner, dilation: DilationSpec = 1, global_tokens: Sequence[int] = ()) -> "AttentionConfig":
+        """The model's own pattern: `runner.native_windows` (for a Hugging Face causal LM, read from its config by
+        `lfviz.model.families`: 2 * (S - 1) on sliding layers, a window covering any text on full ones), with
+        optional dilation and global (sink) tokens on top."""
+        windows = getattr(runner, "native_windows", None)
+        if windows is None:
+            raise ValueError(f"{type(runner).__name__} has no native pattern: load the model with lfviz.load_runner")
+        return cls(window=tuple(windows), dilation=dilation, global_tokens=tuple(global_tokens), is_native=True)
+
     def replace(self, **changes) -> "AttentionConfig":
-        fields = {"window": self.window, "dilation": self.dilation, "global_tokens": self.global_tokens}
+        fields = {"window": self.window, "dilation": self.dilation, "global_tokens": self.global_tokens,
+                  "is_native": self.is_native}
         fields.update(changes)
+        if "is_native" not in changes and _as_tuple(fields["window"]) != self.window:
+            fields["is_native"] = False  # other windows are no longer the model's own
         return AttentionConfig(**fields)
 
     def to_dict(self) -> dict:
         def plain(x):
             return [plain(v) for v in x] if isinstance(x, tuple) else x
 
-        return {"window": plain(self.window), "dilation": plain(self.dilation),
-                "global_tokens": list(self.global_tokens)}
+        d = {"window": plain(self.window), "dilation": plain(self.dilation), "global_tokens": list(self.global_tokens)}
+        if self.is_native:
+            d["native"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "AttentionConfig":
-        return cls(window=d["window"], dilation=d["dilation"], global_tokens=tuple(d.get("global_tokens", ())))
+        return cls(window=d["window"], dilation=d["dilation"], global_tokens=tuple(d.get("global_tokens", ())),
+                   is_native=bool(d.get("native", False)))
 
     @property
     def uses_dilation(self) -> bool:

@@ -1,6 +1,7 @@
 """Configuration as short text, for the CLI, the sidebar and shareable URLs.
 
-window:   "512"  or one per layer "256,256,512"
+window:   "512"  or one per layer "256,256,512"  or "native": the model's own per-layer pattern (a sliding-window
+          LLM's, read from its config), which needs the model's native windows to parse
 dilation: "1"    or one per layer "1,1,2"   or per layer/head with ';' between layers "1;1;2,2,1,1"
 globals:  "0, 5, 9"   (empty: none)
 """
@@ -67,14 +68,25 @@ def format_positions(positions, most: int | None = None) -> str:
     return shown + (" ..." if most is not None and len(positions) > most else "")
 
 
-def config_from_text(window: str, dilation: str, global_tokens: str) -> AttentionConfig:
-    """AttentionConfig from the three text fields; ValueError naming the field and the fix."""
+NATIVE = "native"  # the window field's word for the model's own pattern
+
+
+def config_from_text(window: str, dilation: str, global_tokens: str, native=None) -> AttentionConfig:
+    """AttentionConfig from the three text fields; ValueError naming the field and the fix.
+    native: the model's own windows (`runner.native_windows`, one per layer), what the window "native" stands for;
+    dilation and global tokens apply on top of it."""
+    if str(window).strip().lower() == NATIVE:
+        if native is None:
+            raise ValueError("window 'native' is the model's own per-layer pattern, which needs the model: load a "
+                             "sliding-window LLM, or write the windows (one even number, or one per layer)")
+        return AttentionConfig(window=tuple(native), dilation=parse_dilation(dilation),
+                               global_tokens=parse_positions(global_tokens), is_native=True)
     return AttentionConfig(window=parse_window(window), dilation=parse_dilation(dilation),
                            global_tokens=parse_positions(global_tokens))
 
 
 def config_to_text(cfg: AttentionConfig) -> dict[str, str]:
-    return {"window": format_window(cfg.window), "dilation": format_dilation(cfg.dilation),
+    return {"window": NATIVE if cfg.is_native else format_window(cfg.window), "dilation": format_dilation(cfg.dilation),
             "global": format_positions(cfg.global_tokens)}
 
 

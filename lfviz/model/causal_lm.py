@@ -10,6 +10,11 @@ sets them for its own thread with `longformer_pattern(...)`, so one loaded model
 Causal semantics (mask.py): a token sees itself and the `window // 2` previous band keys (every d-th one), plus
 every global token at or before it; a global token sees every token at or before it.
 
+What a family's attention module passes besides q, k, v is honoured exactly as its eager path does
+(`attention/logits.py`): `softcap` (Gemma 2: `c * tanh(s / c)` before the mask) and `s_aux` (gpt-oss: learned
+per-head sink logits in every row's denominator; the capture keeps each query's sink share). `sliding_window` is
+ignored on purpose: the window comes from the pattern (the native one reads it from the config, `families.py`).
+
     model = AutoModelForCausalLM.from_pretrained(..., attn_implementation=ATTENTION)  # or set_attn_implementation
     with longformer_pattern(specs, global_tokens=(0, 1, 2, 3), capture=session):
         logits = model(input_ids).logits
@@ -84,7 +89,11 @@ def longformer_attention(module, query, key, value, attention_mask=None, scaling
     probe = getattr(_local, "probe", None)
     if probe is not None:
         probe(layer, q, k, scaling if scaling is not None else hd ** -0.5)
+    softcap, sinks = kwargs.get("softcap"), kwargs.get("s_aux")
     if sparse.active() is not None:  # another pattern (BigBird, LSH) on the same weights, keys up to the query
+        if softcap is not None or sinks is not None:
+            raise ValueError("BigBird and LSH patterns do not implement attention-logit softcapping or learned sinks: "
+                             "compare them on a model without them (Llama, Mistral, Qwen)")
         out = sparse.run_active(layer, q, k, v, scaling, causal=True)
         return out.transpose(0, 1)[None].to(query.dtype), None
     g = pattern.global_tokens
@@ -92,7 +101,8 @@ def longformer_attention(module, query, key, value, attention_mask=None, scaling
     want = session is not None and session.wants(layer)
     out, weights = banded_attention(q, k, v, pattern.specs[layer], g, None, q[:, list(g)] if g else None,
                                     k if g else None, v if g else None, need_weights=want, causal=True,
-                                    scale=scaling, weights_dtype=session.dtype if want else torch.float32)
+                                    scale=scaling, weights_dtype=session.dtype if want else torch.float32,
+                                    softcap=softcap, sinks=sinks)
     if want:
         session.capture.layers[layer] = weights.to(device=session.device, dtype=session.dtype)
     return out.transpose(0, 1)[None].to(query.dtype), None

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import AttentionConfig
+from . import families
+from .base import RunnerBase
 from .capture import Capture, CaptureSession
 from .causal_lm import ATTENTION, longformer_pattern
 from .predictions import Predictions
@@ -54,19 +56,24 @@ def perplexity(losses, start: int = 1, stop: int | None = None) -> float:
     return float(region.mean().exp()) if len(region) else float("nan")
 
 
-class CausalRunner:
+class CausalRunner(RunnerBase):
     """A loaded causal LM ready to run; shared safely between threads (the pattern is per call and per thread).
-    Logits are the decoder's last hidden state through the output head (no logit soft-capping: Llama, Mistral,
-    Qwen2 and SmolLM2 have none)."""
+    Its family (`families.py`) says how its native pattern is read and what else it needs; a family lfviz cannot
+    run exactly is refused here. Logits are the decoder's last hidden state through the output head, then the
+    family's logit scale (Cohere) and final-logit softcap (Gemma 2), as its own forward does."""
 
     task = "causal-lm"
+    causal = True
 
     def __init__(self, model_id: str, model, tokenizer, device: torch.device, description: str = ""):
         if model.config._attn_implementation != ATTENTION:
             model.set_attn_implementation(ATTENTION)
+        self.family = families.family(model.config)  # ValueError naming why, for a family lfviz cannot run exactly
         self.model_id, self.model, self.tokenizer, self.device = model_id, model, tokenizer, device
-        self.description, self.converted = description, True  # trained with full attention, not this pattern
         self.config = model.config
+        self._native = families.native_windows(self.config, self.max_tokens)  # checks the layer types too
+        # "converted": trained with full attention, so any window is a pattern these weights never learned
+        self.description, self.converted = description, not self.trained_sparse
 
     @property
     def num_layers(self) -> int:
@@ -82,8 +89,13 @@ class CausalRunner:
         return self.config.max_position_embeddings
 
     @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+    def native_windows(self) -> tuple[int, ...]:
+        """lfviz's causal window of each layer under the model's own pattern (2 * (S - 1) on sliding layers)."""
+        return self._native
+
+    @property
+    def trained_sparse(self) -> bool:
+        return families.trained_sparse(self.config)
 
     @property
     def device_description(self) -> str:
@@ -120,9 +132,10 @@ class CausalRunner:
             question: str | None = None, capture: bool = True, capture_layers=None,
             capture_dtype: torch.dtype = torch.float32, keep_on_device: bool = False,
             output_hidden_states: bool = False, top_k: int = 5) -> RunResult:
-        """Run one text with one configuration (default: window 512, i.e. 256 previous tokens, no sink).
+        """Run one text with one configuration (default: the model's native pattern when it was trained with
+        sliding layers, else window 512, i.e. 256 previous tokens; no sink).
         Same arguments as `Runner.run`; queries are ignored (a language model predicts the text itself)."""
-        config = config if config is not None else AttentionConfig()
+        config = config if config is not None else self.default_config()
         if (text is None) == (input_ids is None):
             raise ValueError("give either text=... or input_ids=..., not both and not neither")
         if text is not None:
@@ -147,8 +160,7 @@ class CausalRunner:
             # the decoder and the output head apart: the last hidden state without keeping every layer's
             out = self.model.get_decoder()(ids[None], output_hidden_states=output_hidden_states)
             # losses and (n, k) what each position expects next, a few hundred rows of logits at a time
-            losses, top_ids, probs = next_token_stats(self.model.get_output_embeddings(), out.last_hidden_state[0],
-                                                      ids, top_k)
+            losses, top_ids, probs = next_token_stats(self.output_head, out.last_hidden_state[0], ids, top_k)
         words = self.token_strings(top_ids.flatten().tolist())
         next_tokens = [[(words[i * top_k + j], round(float(p), 5)) for j, p in enumerate(row)]
                        for i, row in enumerate(probs.tolist())]
@@ -161,6 +173,10 @@ class CausalRunner:
         return RunResult(t.tokens, t.input_ids, out.last_hidden_state[0].float().cpu(),
                          session.capture if session else Capture(), predictions, config, self.model_id,
                          list(t.warnings), hs, t.offsets, text, [], question)
+
+    def output_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(r, D) last hidden states -> (r, V) logits as the model's own forward gives them."""
+        return families.apply_output_mechanisms(self.config, self.model.get_output_embeddings()(hidden))
 
     def suggest_global_tokens(self, text: str, question: str | None = None) -> tuple[int, ...]:
         """The usual sinks of a sliding-window LM: the first four tokens."""

@@ -15,6 +15,7 @@ import torch
 from transformers import (AutoTokenizer, LongformerConfig, LongformerForMaskedLM, LongformerForQuestionAnswering,
                           LongformerForSequenceClassification, LongformerModel)
 
+from . import families
 from .causal_runner import CausalRunner
 from .convert import convert_bert_dir
 from .runner import Runner
@@ -92,11 +93,48 @@ def _fetch(model_id: str, local_files_only: bool = False) -> Path:
         raise ValueError(f"model {model_id!r} was not found on the Hugging Face Hub: check the id") from e
 
 
+def _supported() -> str:
+    return ", ".join(f.name for f in families.FAMILIES.values() if f.refused is None)
+
+
+def _causal_runner(path: Path, model_id: str, dev: torch.device, dtype: torch.dtype) -> CausalRunner:
+    """A Hugging Face causal LM folder whose family lfviz runs exactly (`families.py`), starting from its native
+    pattern; safetensors only, never remote code. ValueError naming the reason otherwise."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .causal_lm import ATTENTION
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{model_id}: its config.json cannot be read by this transformers version ({e})") from e
+    row = families.family(config)  # refuses families lfviz cannot run exactly, naming why
+    families.native_windows(config, config.max_position_embeddings)  # and settings it cannot run (chunked layers)
+    if not any(path.glob("*.safetensors")):
+        raise ValueError(f"{model_id} has no .safetensors weights: lfviz loads only safetensors (pickle .bin files "
+                         f"can run code). Convert it once with transformers' save_pretrained(safe_serialization=True)")
+    net = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype, use_safetensors=True,
+                                               trust_remote_code=False, attn_implementation=ATTENTION)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{model_id}: no usable tokenizer files in {path} ({e})") from e
+    runner = CausalRunner(model_id, net.to(dev).eval(), tokenizer, dev)
+    sliding = sum(w < 2 * runner.max_tokens for w in runner.native_windows)
+    runner.description = (f"{model_id} ({row.name}: {runner.num_layers} layers, {runner.num_heads} heads; native "
+                          f"pattern: {sliding} sliding and {runner.num_layers - sliding} full layers). "
+                          + ("Trained with a sliding window: its native pattern is the starting configuration."
+                             if runner.trained_sparse else "Trained with full attention on every layer."))
+    return runner
+
+
 def load_runner(model: str = EMBEDDED, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
                 max_tokens: int = 4096, progress: Callable[[str], None] | None = None, hub_only: bool = False,
                 local_files_only: bool = False) -> Runner | CausalRunner:
     """model: "embedded" (max_tokens 4096 or 16384), "smollm2" (a causal language model, see `smollm2.py`), a
-    local folder, or a Hub id of a Longformer checkpoint.
+    local folder, or a Hub id of a Longformer checkpoint or of a causal LM whose family is in `families.FAMILIES`
+    (Llama, Mistral, Qwen2/3, Gemma 2/3, gpt-oss, Cohere2, Phi-3, SmolLM3): a CausalRunner starting from the
+    model's native pattern (`runner.run(text)` runs it).
 
     A folder holding a plain BERT checkpoint is converted the same way as the embedded model.
     dtype: None = float32 on the CPU, float16 on CUDA. progress: told what a slow first load is doing.
@@ -142,8 +180,11 @@ def load_runner(model: str = EMBEDDED, device: str | torch.device = "auto", dtyp
             kwargs = {"add_pooling_layer": False} if cls is LongformerModel else {}
             net = cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False, **kwargs)
             description = f"{model} ({arch})"
+        elif mtype in families.FAMILIES or any(a.endswith("ForCausalLM") for a in cfg.get("architectures") or ()):
+            return _causal_runner(path, model, dev, dtype)
         else:
-            raise ValueError(f"{model} is a {mtype!r} model; lfviz runs Longformer checkpoints (or converts BERT ones)")
+            raise ValueError(f"{model} is a {mtype!r} model; lfviz runs Longformer checkpoints (or converts BERT ones) "
+                             f"and causal LMs of these families: {_supported()}")
         model_id = model
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)

@@ -10,6 +10,7 @@ import torch
 from ..attention.banded import resolve_impl
 from ..config import AttentionConfig
 from . import heads
+from .base import RunnerBase
 from .capture import Capture, capture_attention
 from .encoder import LongformerEncoder
 from .result import RunResult
@@ -31,7 +32,7 @@ class Tokenized:
     warnings: list[str]
 
 
-class Runner:
+class Runner(RunnerBase):
     """A loaded model ready to run. Shared safely between threads: settings are per call, never stored."""
 
     def __init__(self, model_id: str, model, tokenizer, task: str, device: torch.device,
@@ -59,8 +60,10 @@ class Runner:
         return self.config.max_position_embeddings - (self.config.pad_token_id + 1)
 
     @property
-    def dtype(self) -> torch.dtype:
-        return next(self.encoder.parameters()).dtype
+    def native_windows(self) -> tuple[int, ...]:
+        """The checkpoint's own `attention_window` per layer (two-sided, as lfviz's window)."""
+        w = self.config.attention_window
+        return tuple(w) if isinstance(w, (list, tuple)) else (w,) * self.num_layers
 
     @property
     def device_description(self) -> str:
