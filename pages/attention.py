@@ -4,6 +4,7 @@ import json
 
 import streamlit as st
 
+from lfviz.analysis.positions import copied_every
 from lfviz.app import attention_tabs as tabs
 from lfviz.app import cache, routing, state
 
@@ -26,13 +27,13 @@ run_key = json.dumps([res.model_id, state.document_key(), res.config.to_dict(), 
 st.markdown(f"**Layer {layer}, head {head}** - {res.n:,} tokens, {tabs.window_text(res, layer)}, dilation "
             f"{int(weights.dilation[head])}, global tokens: {', '.join(map(str, weights.global_tokens)) or 'none'}")
 
-band_tab, zoom_tab, global_tab, text_tab, grid_tab = st.tabs(tabs.TABS, key="attention_tab", on_change="rerun")
+band_tab, zoom_tab, global_tab, text_tab, grid_tab = tabs.open_tabs()
 with band_tab:
     tabs.band(weights, layer, head, res.tokens)
 with zoom_tab:
     tabs.zoom(weights, layer, head, res.tokens)
 with global_tab:
-    tabs.global_tokens(weights, layer, head, res.tokens, cache.current_runner().converted)
+    tabs.global_tokens(weights, layer, head, res.tokens, copied_every(cache.current_runner()))
 with text_tab:
     tabs.received_over_text(res, run_key, layer, head)
 with grid_tab:

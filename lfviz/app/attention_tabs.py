@@ -12,7 +12,17 @@ from .state import ATTENTION_TABS
 
 TEXT_SPAN = 1000  # tokens shown at once in the text view
 ZOOM_MAX = 256
-TABS = list(ATTENTION_TABS)  # the open one is kept in session_state["attention_tab"] and in links
+TABS = list(ATTENTION_TABS)
+TAB_KEY, TAB_WIDGET = "attention_tab", "attention_tab_widget"  # the open tab (plain key, in links); the widget's
+
+
+def open_tabs():
+    """The page's tabs, opened on the tab last shown. Streamlit forgets a widget's key on any run that does not
+    draw it (a visit to another page), so the open tab lives in the plain key TAB_KEY, which links read and
+    write too, and is handed to the widget before each draw; switching tabs copies it back."""
+    ss = st.session_state
+    ss[TAB_WIDGET] = ss.get(TAB_KEY) if ss.get(TAB_KEY) in TABS else TABS[0]
+    return st.tabs(TABS, key=TAB_WIDGET, on_change=lambda: ss.update({TAB_KEY: ss[TAB_WIDGET]}))
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -68,10 +78,9 @@ def zoom(weights, layer: int, head: int, tokens: list[str]) -> None:
                f"(1 when the span holds every key a query attends).")
 
 
-COPIED_POSITIONS = 512  # the converted models' position embeddings repeat the original 512 (lfviz.model.convert)
-
-
-def global_tokens(weights, layer: int, head: int, tokens: list[str], converted: bool = False) -> None:
+def global_tokens(weights, layer: int, head: int, tokens: list[str], copied_every: int | None = None) -> None:
+    """What the global tokens attend and receive. copied_every: the model's position embeddings repeat every this
+    many tokens (a converted model, `analysis.positions.copied_every`), which puts regular spikes in the curves."""
     if not weights.global_tokens:
         st.info("No global tokens in this configuration: make a token global in the sidebar or the "
                 "Global-token lab.")
@@ -87,10 +96,10 @@ def global_tokens(weights, layer: int, head: int, tokens: list[str], converted: 
                                         f"Layer {layer}, head {head}: what every token gives each global token",
                                         "weight to the global token"),
                     key="attention_to_global_chart", width="stretch")
-    if converted and len(tokens) > COPIED_POSITIONS:
-        st.caption(f"Regular spikes every {COPIED_POSITIONS} positions are the conversion's doing, not the text's: "
-                   f"this converted model's position embeddings are the original {COPIED_POSITIONS} copied over and "
-                   f"over, so tokens {COPIED_POSITIONS} apart carry the same position vector, and a global token "
+    if copied_every and len(tokens) > copied_every:
+        st.caption(f"Regular spikes every {copied_every} positions are the conversion's doing, not the text's: "
+                   f"this converted model's position embeddings are the original {copied_every} copied over and "
+                   f"over, so tokens {copied_every} apart carry the same position vector, and a global token "
                    "sees the same place in each copy.")
     table = headstats.global_summary(weights, head, tokens)
     st.dataframe(table, hide_index=True, width="stretch", key="attention_global_table")
