@@ -27,7 +27,10 @@ from . import serving
 BUDGET_ENV = "LFVIZ_MEMORY_BUDGET_GB"
 DEFAULT_BUDGET_GB = 6.0
 MARGIN = 0.05  # of the budget, kept free: allocator slack, Streamlit's own caches and messages
-LOAD_BYTES = {"smollm2": 1_300_000_000}  # peak while loading (the first load dequantises the GGUF); others 0.5 GB
+# peak while a model loads (the first load dequantises the GGUF: Gemma 3 270M peaks at 3 GB; MiniLM is converted);
+# other models 1 GB
+LOAD_BYTES = {"embedded": 300_000_000, "embedded-16k": 350_000_000, "smollm2": 1_300_000_000,
+              "gemma3-270m": 3_200_000_000}
 _STORE: ByteLRU | None = None
 _STORE_LOCK = threading.Lock()
 
@@ -79,10 +82,11 @@ def reset_store(total: int | None = None, overhead: int | None = None) -> ByteLR
 
 def _load(model: str) -> Runner:
     s = store()
-    need = LOAD_BYTES.get(model, 500_000_000)
+    need = LOAD_BYTES.get(model, 1_000_000_000)
     if s.make_room(need) < need:
         raise MemoryBudgetError(f"loading {model!r} takes about {gib(need)}, more than the {gib(s.budget - s.used)} "
-                                f"the server's memory budget leaves ({BUDGET_ENV}={budget_gb():g}); close the "
+                                f"the server's memory budget leaves ({gib(s.total)} for the whole server, set by "
+                                f"{BUDGET_ENV}); close the "
                                 "pages using other models or raise the budget")
     runner = serving.load_model(model)  # the owner's rules: which folders, whether the Hub may be reached
     if runner.device.type == "cuda":
@@ -133,7 +137,7 @@ def check_fits(model: str, need: RunBytes, config: AttentionConfig, capture: boo
                      "attention, n x n)")
     raise MemoryBudgetError(
         f"{what} would take about {gib(need.peak)} ({biggest[0]}: {gib(biggest[1])}), more than the "
-        f"{gib(free)} the server's memory budget leaves ({BUDGET_ENV}={budget_gb():g} GiB for the whole server; "
+        f"{gib(free)} the server's memory budget leaves ({gib(s.total)} for the whole server, set by {BUDGET_ENV}; "
         f"the models loaded and the server itself take the rest). To fit: {'; or '.join(fixes)}. Nothing was run; "
         "the previous settings still work.")
 
@@ -267,11 +271,16 @@ def document_tokens() -> list[str] | None:
         return None
 
 
+def _native(runner) -> tuple[int, ...] | None:
+    """What the window 'native' stands for with this model: its own per-layer windows."""
+    return None if runner is None else tuple(runner.native_windows)
+
+
 def check_fields(fields: dict[str, str]) -> AttentionConfig:
     """The configuration the three text fields describe, checked against the model and the document's length;
     ValueError naming what to fix."""
-    cfg = config_from_text(fields["window"], fields["dilation"], fields["global"])
     runner = current_runner()
+    cfg = config_from_text(fields["window"], fields["dilation"], fields["global"], native=_native(runner))
     if runner is not None:
         cfg.resolve(runner.num_layers, runner.num_heads)
         tokens = document_tokens()
@@ -289,7 +298,12 @@ def config_in_force() -> tuple[AttentionConfig | None, str | None]:
         cfg = check_fields({k: ss[k] for k in FIELDS})
     except ValueError as e:
         good = ss.get("_good_fields")
-        return (None if good is None else config_from_text(*(good[k] for k in FIELDS))), str(e)
+        if good is None:
+            return None, str(e)
+        try:
+            return config_from_text(*(good[k] for k in FIELDS), native=_native(current_runner())), str(e)
+        except ValueError:  # 'native' last held for another model: nothing valid to fall back on
+            return None, str(e)
     ss["_good_fields"] = {k: ss[k] for k in FIELDS}
     return cfg, None
 
