@@ -22,7 +22,7 @@ SIDEBAR, NONE = "sidebar (in force)", "no global tokens"
 MAX_K = 64  # the advisor's budget: each pick costs runs
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
+@cache.budgeted("reference", full_attention=True)  # sized in bytes with the runs, checked against the budget
 def _reference(model: str, text: str, base_json: str, queries: tuple[str, ...], question: str | None):
     runner = cache.get_runner(model)
     base = AttentionConfig.from_dict(json.loads(base_json))
