@@ -20,7 +20,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..model.loading import HUB_ID, load_runner
+from ..model.loading import HUB_ID, PACKAGED, load_runner
 
 PATHS_ENV, HUB_ENV, CORPUS_ENV = "LFVIZ_PATHS", "LFVIZ_HUB_DOWNLOADS", "LFVIZ_CORPUS"
 PATHS_OFF = ("Opening files or folders on the server is turned off on this shared app. Upload the file instead; "
@@ -111,4 +111,4 @@ def load_model(key: str):
 
 BUILT_IN = {"embedded": lambda: load_runner("embedded"),
             "embedded-16k": lambda: load_runner("embedded", max_tokens=16384),
-            "smollm2": lambda: load_runner("smollm2")}
+            **{key: (lambda key=key: load_runner(key)) for key in PACKAGED}}  # SmolLM2, Gemma 3 270M (PyPI)

@@ -14,7 +14,8 @@ from ..textspec import config_from_text
 
 MODEL_CHOICES = {"embedded": "Embedded MiniLM, converted (4,096 tokens)",
                  "embedded-16k": "Embedded MiniLM, converted (16,384 tokens)",
-                 "smollm2": "SmolLM2-135M-Instruct: a causal language model, 4-bit (8,192 tokens)"}
+                 "smollm2": "SmolLM2-135M-Instruct: a causal language model, 4-bit (8,192 tokens)",
+                 "gemma3-270m": "Gemma 3 270M: trained with sliding windows, 5 sliding : 1 full layer (4-bit)"}
 URL_KEYS = ("model", "sample", "window", "dilation", "global", "layer", "head", "queries", "question", "tab")
 CUSTOM_TEXT_NOTE = ("The sender's link was made on their own text, which a link cannot carry (only samples travel "
                     "in links): this is the default sample with their settings, so global token positions may land on "
@@ -46,6 +47,7 @@ def init_state() -> None:
         ss["_initialised"] = True
         # nobody chose global tokens (neither a link nor a test): the model's own start (the sidebar sets it)
         ss["_global_unset"] = "global" not in ss and "global" not in st.query_params
+        ss["_window_unset"] = "window" not in ss and "window" not in st.query_params  # likewise the window
         ss["url_errors"] = []
         first = _default_sample()
         defaults = dict(model="embedded", sample=first.id if first else "custom", document=first.text if first else "",
@@ -80,7 +82,7 @@ def _apply_query_params() -> None:
         ss["url_errors"].append(f"the link's tab {qp['tab'][:40]!r} does not exist; showing the first one")
     fields = {k: qp.get(k, ss[k]) for k in ("window", "dilation", "global")}
     try:
-        config_from_text(fields["window"], fields["dilation"], fields["global"])
+        config_from_text(fields["window"], fields["dilation"], fields["global"], native=(2,))  # the syntax only
         ss.update(fields)
     except ValueError as e:
         ss["url_errors"].append(f"the link's configuration was not used: {e}")

