@@ -50,6 +50,16 @@ def next_token_stats(head, hidden: torch.Tensor, input_ids: torch.Tensor, top_k:
     return torch.cat([loss.new_full((1,), float("nan")), loss]), torch.cat(ids), torch.cat(probs)
 
 
+def leading_bos(tokenizer) -> int | None:
+    """The BOS id when the tokenizer starts every text with it by default (Gemma, Llama 3: their models expect
+    it), else None (SmolLM2's adds nothing)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return None
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return bos if ids and ids[0] == bos else None
+
+
 def perplexity(losses, start: int = 1, stop: int | None = None) -> float:
     """exp(mean loss) over tokens [start, stop) (token 0 has no loss)."""
     region = torch.as_tensor(losses, dtype=torch.float64)[max(1, start):stop]
@@ -69,6 +79,7 @@ class CausalRunner(RunnerBase):
         if model.config._attn_implementation != ATTENTION:
             model.set_attn_implementation(ATTENTION)
         self.family = families.family(model.config)  # ValueError naming why, for a family lfviz cannot run exactly
+        self.bos = leading_bos(tokenizer)
         self.model_id, self.model, self.tokenizer, self.device = model_id, model, tokenizer, device
         self.config = model.config
         self._native = families.native_windows(self.config, self.max_tokens)  # checks the layer types too
@@ -102,8 +113,9 @@ class CausalRunner(RunnerBase):
         return f"{device_label(self.device)}, {str(self.dtype).replace('torch.', '')}, blocked kernel (causal)"
 
     def tokenize(self, text: str, question: str | None = None) -> Tokenized:
-        """The text's tokens as the model reads them (no special tokens added: SmolLM2 adds no BOS); a question
-        is put before the text. Longer than the model's positions: cut, with a note."""
+        """The text's tokens as the model reads them: the BOS first when the tokenizer adds one by default (Gemma;
+        SmolLM2 adds none), no other special token; a question is put before the text. Longer than the model's
+        positions: cut, with a note."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError("the text is empty: paste or upload a document with some words in it")
         full = f"{question.strip()}\n\n{text}" if question and question.strip() else text
@@ -116,6 +128,10 @@ class CausalRunner(RunnerBase):
         offsets = [(max(0, s - shift), max(0, e - shift)) if s >= shift else (0, 0)
                    for s, e in enc["offset_mapping"]] if self.tokenizer.is_fast else None
         question_tokens = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if s < shift] if shift and offsets else []
+        if self.bos is not None:  # what the tokenizer's default adds, and what the model was trained to see first
+            ids = [self.bos] + ids
+            offsets = [(0, 0)] + offsets if offsets is not None else None
+            question_tokens = [q + 1 for q in question_tokens]
         notes = []
         if len(ids) > self.max_tokens:
             notes.append(f"Truncated: the text has {len(ids):,} tokens but {self.model_id} has positions for "

@@ -219,3 +219,26 @@ def test_unsupported_families_and_settings_are_refused(tmp_path, bert_tokenizer)
     bert_tokenizer.save_pretrained(tmp_path / "bin")
     with pytest.raises(ValueError, match="safetensors"):
         lfviz.load_runner(str(tmp_path / "bin"), device="cpu")
+
+
+def test_a_tokenizer_that_starts_with_bos_gets_it(tmp_path):
+    """Gemma's tokenizer puts BOS before every text and the model expects it: lfviz reads the text the same way
+    (token 0 is BOS, offsets (0, 0)) and equals HF on what its tokenizer gives by default."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    words = "<unk> <bos> the committee approved budget a sliding window attends to".split()
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    tok = tf.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", unk_token="<unk>")
+    tiny("gemma3_text", len(words)).save_pretrained(tmp_path / "g")
+    tok.save_pretrained(tmp_path / "g")
+    runner = lfviz.load_runner(str(tmp_path / "g"), device="cpu")
+    text = "the committee approved the budget a sliding window attends to the budget " * 3
+    res = runner.run(text, capture=False)
+    x = tok(text, return_tensors="pt")["input_ids"]
+    assert res.input_ids == x[0].tolist() and res.input_ids[0] == 1 and res.offsets[0] == (0, 0)
+    assert res.offsets[1] == (0, 3)  # "the": offsets still index the text
+    hidden, ppl = hf_eager(tmp_path / "g", x)
+    torch.testing.assert_close(res.last_hidden_state, hidden, atol=TOL, rtol=0)
+    assert perplexity(res) == pytest.approx(ppl, rel=1e-3)
