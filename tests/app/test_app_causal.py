@@ -1,5 +1,7 @@
 """AppTest: SmolLM2 (a causal LM) in the app: every page runs, the Pattern page draws the causal band (nothing
 above the diagonal), the lab compares perplexity, the Scaling page says what it measures."""
+import json
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,29 @@ def test_fidelity_measures_perplexity_against_full_attention(app):
     assert named["sidebar (in force)"]["perplexity ratio"] == pytest.approx(1 + named["sidebar (in force)"]["distance"], abs=1e-4)
     assert named["no global tokens"]["distance"] > 0.1  # 16 previous tokens lose context on this text
     assert "What reaches token" in chart(app, "What reaches token")["layout"]["title"]["text"]
+
+
+def test_switching_to_smollm2_starts_with_its_sinks():
+    """Issue 20: the switch dropped global token 0 with a false 'The text changed' note that stayed on every page."""
+    at = new_app(300).run()
+    assert at.session_state["global"] == "0"
+    at.selectbox(key="model_choice").set_value("smollm2").run()
+    assert not at.exception and at.session_state["global"] == "0, 1, 2, 3"
+    notes = [i.value for i in at.sidebar.info]
+    assert any("The model changed" in n for n in notes) and not any("text changed" in n for n in notes)
+    at.switch_page("pages/pattern.py").run()
+    assert not any("model changed" in i.value for i in at.sidebar.info)
+
+
+def test_the_lab_shows_the_document_under_a_question(app):
+    """Issue 20: with a question, the loss map and the text picker showed only the question."""
+    app.session_state["question"] = "When did the keeper climb down?"
+    app.session_state["lab_text_box"] = True
+    app.switch_page("pages/global_lab.py").run()
+    assert not app.exception
+    pieces = [json.loads(el.proto.json)["pieces"] for el in app.get("bidi_component")]
+    assert len(pieces) == 2  # the loss map and the text picker
+    for view in pieces:
+        question, document = "".join(p.get("h", "") + p["t"] for p in view).split("\n", 1)
+        assert question.startswith("Question: When did the keeper climb down?")
+        assert document.rstrip() == DOC.rstrip()

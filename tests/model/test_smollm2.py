@@ -94,3 +94,18 @@ def test_a_damaged_cache_is_rebuilt(runner, monkeypatch, tmp_path):
     model, _ = smollm2.load_smollm2(torch.device("cpu"), torch.float32, said.append)
     assert any("cannot be read; converting again" in s for s in said) and weights.stat().st_size > 100_000_000
     assert model.config.num_hidden_layers == 30
+
+
+def test_a_question_and_its_document_both_show_in_the_text_views(runner):
+    """Issue 20: with a question, the lab's loss map and text picker showed only the question (the document's
+    tokens were read as the question's characters). The question is on its own line, the document under it."""
+    from lfviz.figures.token_text import text_pieces
+    from lfviz.samples import get_sample
+
+    qa = get_sample("qa_passage")
+    t = runner.tokenize(qa.text, qa.question)
+    assert len(t.input_ids) == 1627 and t.question_tokens == list(range(len(t.question_tokens)))
+    shown = "".join(p.get("h", "") + p["t"] for p in text_pieces(t.tokens, t.offsets, qa.text, question=qa.question))
+    question, document = shown.split("\n", 1)
+    assert question.startswith("Question: Who designed Carrow Point Lighthouse?")
+    assert document.rstrip() == qa.text.rstrip()
