@@ -51,3 +51,22 @@ def tiny_causal(bert_tokenizer):
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=1024)
     return CausalRunner("tiny-llama", LlamaForCausalLM(config).eval(), bert_tokenizer, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(bert_tokenizer):
+    """A CausalRunner on a tiny random Gemma 3 (6 layers: sliding, sliding, full, x2; S = 5 keys, lfviz window 8)
+    that reads the embedded tokenizer's ids: the interleaved native pattern of today's LLMs, in milliseconds."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from lfviz.model.causal_runner import CausalRunner
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=bert_tokenizer.vocab_size, hidden_size=64, intermediate_size=96,
+                              num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                              query_pre_attn_scalar=16, sliding_window=5, sliding_window_pattern=3,
+                              max_position_embeddings=256, initializer_range=0.2, pad_token_id=0)
+    from lfviz.model.causal_lm import ATTENTION
+
+    config._attn_implementation = ATTENTION
+    return CausalRunner("tiny-gemma3", Gemma3ForCausalLM(config).eval(), bert_tokenizer, torch.device("cpu"))
