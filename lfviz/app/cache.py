@@ -4,8 +4,9 @@ key, a document's run under a configuration, and the sidebar's configuration che
 Memory budget: the server process aims to stay under `LFVIZ_MEMORY_BUDGET_GB` GiB of resident memory (default 6).
 Models and runs live in one process-wide cache sized in bytes (`lfviz.runcache.ByteLRU`): what the server held
 when the cache was made (Python, Streamlit, torch) and a margin come off the budget, the rest holds models and
-runs, least recently used evicted first. Before a run, its peak is estimated (`peak_memory.run_bytes`); a run
-that cannot fit even with everything else evicted is refused with a message that says what to change.
+runs, least recently used evicted first. Before a run, its peak is estimated (`peak_memory.run_bytes`) and added
+to what the process grew by outside the cache (its RSS now); a run that cannot fit even with everything else
+evicted is refused with a message that says what to change.
 """
 from __future__ import annotations
 
@@ -65,10 +66,20 @@ def store() -> ByteLRU:
 
 
 def _make_store(total: int, overhead: int | None = None) -> ByteLRU:
+    live = overhead is None  # measured here: later checks also count what the process grew by outside the cache
     overhead = (_rss_bytes() or 0) if overhead is None else overhead
     s = ByteLRU(max(0, int(total * (1 - MARGIN)) - overhead))
-    s.total, s.overhead = total, overhead
+    s.total, s.overhead, s.live = total, overhead, live
     return s
+
+
+def untracked_bytes(s: ByteLRU) -> int:
+    """What the process holds beyond the server's start and the cache's entries (Streamlit's own caches, session
+    state, the allocator's slack), from its RSS now; 0 for a cache made with a given overhead (tests)."""
+    if not s.live:
+        return 0
+    trim()
+    return max(0, (_rss_bytes() or 0) - s.overhead - s.used)
 
 
 def reset_store(total: int | None = None, overhead: int | None = None) -> ByteLRU:
@@ -125,7 +136,8 @@ def check_fits(model: str, need: RunBytes, config: AttentionConfig, capture: boo
     MemoryBudgetError, saying what to change, when it cannot fit even with every other run evicted."""
     s = store()
     with s.pin(("runner", model)):
-        free = s.make_room(need.peak)
+        extra = untracked_bytes(s)
+        free = s.make_room(need.peak + extra) - extra
     if free >= need.peak:
         return
     runner = get_runner(model)

@@ -136,3 +136,14 @@ def test_a_bad_budget_value_says_what_to_give(monkeypatch):
         assert cache.budget_gb() == cache.DEFAULT_BUDGET_GB
     monkeypatch.setenv(cache.BUDGET_ENV, "2.5")
     assert cache.budget_gb() == 2.5
+
+
+def test_memory_held_outside_the_cache_counts_against_the_budget():
+    s = cache._make_store(8 << 30)  # measures the process now, as the server's cache does
+    before = cache.untracked_bytes(s)
+    held = torch.ones(300 * MB, dtype=torch.uint8)  # e.g. session state: outside the cache, inside the process
+    assert cache.untracked_bytes(s) - before >= 250 * MB
+    s.put("run", torch.ones(100 * MB, dtype=torch.uint8))  # the cache's own entries are not counted twice
+    assert abs(cache.untracked_bytes(s) - before - 300 * MB) < 60 * MB
+    del held
+    assert not cache._make_store(8 << 30, overhead=0).live  # a given overhead (tests): no RSS term
