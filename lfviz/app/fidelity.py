@@ -44,7 +44,11 @@ def reference(cfg: AttentionConfig):
 
 
 def reference_note(runner) -> None:
-    if runner.converted:
+    if getattr(runner, "trained_sparse", False):
+        st.caption("Reference: this model's **native pattern** (its own sliding and full layers, read from its "
+                   "config), not full attention: it was trained with a sliding window, so full attention on long "
+                   "texts is a mode it never learned.")
+    elif runner.converted:
         st.caption("Reference: these weights under full attention, which is how this model was trained, so the "
                    "distance from it is what the sparse pattern loses.")
     else:

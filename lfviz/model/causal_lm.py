@@ -60,7 +60,8 @@ def longformer_pattern(specs, global_tokens=(), capture: CaptureSession | None =
 @contextmanager
 def query_key_probe(probe) -> Iterator[None]:
     """Until the block ends, every `longformer_attention` call of this thread also hands its layer's queries and
-    keys to `probe(layer, q, k, scale)`: q (H, n, hd), k (H, n, hd) after RoPE, one key head per query head."""
+    keys to `probe(layer, q, k, scale, softcap=..., sinks=...)`: q (H, n, hd), k (H, n, hd) after RoPE, one key head
+    per query head; softcap (float or None) and sinks ((H,) or None) as the model's attention applies them."""
     previous = getattr(_local, "probe", None)
     _local.probe = probe
     try:
@@ -87,9 +88,9 @@ def longformer_attention(module, query, key, value, attention_mask=None, scaling
     k = key[0].repeat_interleave(H // key.shape[1], dim=0)  # (H, n, hd): each kv head serves its query heads
     v = value[0].repeat_interleave(H // value.shape[1], dim=0)
     probe = getattr(_local, "probe", None)
-    if probe is not None:
-        probe(layer, q, k, scaling if scaling is not None else hd ** -0.5)
     softcap, sinks = kwargs.get("softcap"), kwargs.get("s_aux")
+    if probe is not None:
+        probe(layer, q, k, scaling if scaling is not None else hd ** -0.5, softcap=softcap, sinks=sinks)
     if sparse.active() is not None:  # another pattern (BigBird, LSH) on the same weights, keys up to the query
         if softcap is not None or sinks is not None:
             raise ValueError("BigBird and LSH patterns do not implement attention-logit softcapping or learned sinks: "

@@ -6,7 +6,7 @@ statistics (e.g. what full attention gives to keys a window cannot reach) withou
 
 Only the calling thread's runs reach the probe: the app's other sessions share the model and run on.
 Encoders: the local projections (what non-global queries and every key use). Causal LMs: after RoPE, with each
-key/value head repeated for its query heads.
+key/value head repeated for its query heads, and the model's softcap and sinks passed as `softcap=`, `sinks=`.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ Probe = Callable[[int, torch.Tensor, torch.Tensor, float], None]
 @contextmanager
 def probe_queries_keys(runner, probe: Probe) -> Iterator[None]:
     """Call `probe(layer, q, k, scale)` once per layer of every run this thread makes inside the block."""
-    if runner.task == "causal-lm":
+    if getattr(runner, "causal", False):
         with query_key_probe(probe):
             yield
         return

@@ -10,7 +10,7 @@ import pyarrow as pa
 import torch
 
 from ..analysis.advisor import advise
-from ..analysis.fidelity import attention_from_afar, full_attention, measure
+from ..analysis.fidelity import attention_from_afar, measure, reference_config
 from ..config import AttentionConfig
 from .corpus import Doc
 from .strategies import Strategy, parse_strategies, placement
@@ -38,8 +38,8 @@ def _reference(runner, doc: Doc, base: AttentionConfig, queries, far: bool):
     if far:  # the advisor shortlists from the attention full attention gives across the window
         return attention_from_afar(runner, doc.text, base, doc.question, queries)
     n = len(runner.tokenize(doc.text, doc.question).input_ids)
-    full = runner.run(doc.text, config=full_attention(n), queries=queries, question=doc.question, capture=False,
-                      output_hidden_states=True)
+    full = runner.run(doc.text, config=reference_config(runner, n), queries=queries, question=doc.question,
+                      capture=False, output_hidden_states=True)  # full attention, or the native pattern
     return full, None
 
 
