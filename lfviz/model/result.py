@@ -83,6 +83,8 @@ class RunResult:
             tensors[f"layer.{l}.band"] = cast(w.stored)  # causal: the band's past half
             tensors[f"layer.{l}.to_global"] = cast(w.to_global)
             tensors[f"layer.{l}.from_global"] = cast(w.from_global)
+            if w.sink is not None:  # a model with learned sinks: each query's sink share (rows sum to 1 minus it)
+                tensors[f"layer.{l}.sink"] = cast(w.sink)
             layer_meta[str(l)] = {"dilation": list(w.dilation), "global_tokens": list(w.global_tokens),
                                   "causal": w.causal}
         for i, h in enumerate((self.hidden_states or ()) if hidden_states else ()):
@@ -139,7 +141,8 @@ def load_result(path: str | Path | bytes, name: str | None = None) -> RunResult:
         for l, info in json.loads(meta["layers"]).items():
             layers[int(l)] = AttentionWeights(tensors[f"layer.{l}.band"], tensors[f"layer.{l}.to_global"],
                                               tensors[f"layer.{l}.from_global"], tuple(info["dilation"]),
-                                              tuple(info["global_tokens"]), causal=info.get("causal", False))
+                                              tuple(info["global_tokens"]), causal=info.get("causal", False),
+                                              sink=tensors.get(f"layer.{l}.sink"))
         n_hidden = sum(1 for k in tensors if k.startswith("hidden_states."))
         offsets = json.loads(meta.get("offsets", "null"))
         res = RunResult(

@@ -242,3 +242,12 @@ def test_a_tokenizer_that_starts_with_bos_gets_it(tmp_path):
     hidden, ppl = hf_eager(tmp_path / "g", x)
     torch.testing.assert_close(res.last_hidden_state, hidden, atol=TOL, rtol=0)
     assert perplexity(res) == pytest.approx(ppl, rel=1e-3)
+
+
+def test_sink_mass_survives_an_export(folders, tmp_path):
+    runner = lfviz.load_runner(str(folders["gpt_oss"]), device="cpu")
+    res = runner.run(input_ids=ids()[0], config=AttentionConfig.native(runner, global_tokens=(0,)))
+    back = lfviz.load_result(res.save(tmp_path / "run.safetensors"))
+    for layer in range(runner.num_layers):
+        torch.testing.assert_close(back.capture.weights(layer).sink, res.capture.weights(layer).sink, atol=0, rtol=0)
+    assert back.config.is_native and back.config == res.config
