@@ -154,6 +154,18 @@ def check_fits(model: str, need: RunBytes, config: AttentionConfig, capture: boo
         "the previous settings still work.")
 
 
+def reserve(n: int, config: AttentionConfig, capture: bool = False, what: str = "This run") -> bool:
+    """Make room for runs of the current model on n tokens that are not cached (a sweep's, the advisor's: one at
+    a time); False, with the message on the page, when one cannot fit."""
+    model = st.session_state["model"]
+    try:
+        check_fits(model, run_bytes(get_runner(model), n, config, capture=capture), config, capture, what)
+        return True
+    except MemoryBudgetError as e:
+        st.error(str(e))
+        return False
+
+
 def budgeted(kind: str, capture: bool = False, full_attention: bool = False):
     """Decorator: cache f(model, text, config_json, queries, question) in the byte-bounded store under `kind`,
     after checking that the run it makes (captured or not; under full attention when `full_attention`) fits the

@@ -231,7 +231,7 @@ def sweep_panel(runner, variant, cfg: AttentionConfig) -> None:
                               disabled=ss["lab_sweep_kind"] == "window")
         # A callback records the click, so a rerun before the body runs (routing) cannot lose it.
         st.button("Run the sweep", key="lab_sweep_run", on_click=lambda: ss.update(_lab_sweep_requested=True))
-        if ss.pop("_lab_sweep_requested", False):
+        if ss.pop("_lab_sweep_requested", False) and cache.reserve(variant.n, cfg, what="Each run of the sweep"):
             bar = st.progress(0.0, text="Sweeping...")
             k = ss["lab_sweep_points"]
             common = dict(label=ss["lab_sweep_label"], queries=ss.get("queries", ()), question=ss.get("question"),

@@ -140,10 +140,33 @@ def test_a_bad_budget_value_says_what_to_give(monkeypatch):
 
 def test_memory_held_outside_the_cache_counts_against_the_budget():
     s = cache._make_store(8 << 30)  # measures the process now, as the server's cache does
+    s.overhead -= 200 * MB  # as if the process had grown since: the figure is above its floor of 0
     before = cache.untracked_bytes(s)
+    assert before > 0
     held = torch.ones(300 * MB, dtype=torch.uint8)  # e.g. session state: outside the cache, inside the process
     assert cache.untracked_bytes(s) - before >= 250 * MB
     s.put("run", torch.ones(100 * MB, dtype=torch.uint8))  # the cache's own entries are not counted twice
     assert abs(cache.untracked_bytes(s) - before - 300 * MB) < 60 * MB
     del held
     assert not cache._make_store(8 << 30, overhead=0).live  # a given overhead (tests): no RSS term
+
+
+@pytest.fixture
+def roomy_budget():
+    runner = cache.get_runner("embedded")
+    store = cache.reset_store(total=2 << 30, overhead=0)
+    store.put(("runner", "embedded"), runner, cache.runner_bytes(runner))
+    yield store
+    cache.reset_store()
+
+
+def test_a_sweep_that_cannot_fit_is_refused_before_it_runs(roomy_budget):
+    runner, store = cache.get_runner("embedded"), roomy_budget
+    at = open_page("global_lab", DOC, window="32", queries=["termination of the contract"])
+    assert not at.error, [e.value for e in at.error]
+    plain = run_bytes(runner, len(runner.tokenize(DOC).input_ids), lfviz.AttentionConfig(window=32), capture=False)
+    store.budget = store.used + plain.peak // 2  # the page's runs stay cached; one more run does not fit
+    at.button(key="lab_sweep_run").click().run()
+    assert not at.exception
+    assert any("Each run of the sweep would take about" in e.value for e in at.error), [e.value for e in at.error]
+    assert "_lab_sweep" not in at.session_state  # no sweep ran
