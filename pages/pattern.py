@@ -4,7 +4,7 @@ block-sparse pattern; what each costs per layer; and how far a token's informati
 Needs only the token count and the configuration: no model run."""
 import streamlit as st
 
-from lfviz.app import cache, pattern, pattern_runs, routing
+from lfviz.app import cache, layers, pattern, pattern_runs, routing
 
 routing.ensure_app_routing()
 ss = st.session_state
@@ -39,6 +39,8 @@ span = f"positions {start}–{stop - 1}" + ("" if (start, stop) == (0, n) else f
 st.subheader(f"{n:,} tokens - {span}")
 pattern.side_by_side(specs[layer], layer, head, n, tokens, global_tokens, start, stop, cells, block, num_random,
                      causal)
+layers.strip(runner, cfg, n)
 pattern.cost_section(specs, n, runner.num_heads, global_tokens, block, num_random, causal)
 pattern.receptive_field(specs, n, global_tokens, causal)
+layers.experiment(runner, cfg)
 pattern_runs.section(runner, cfg, n, layer, head)

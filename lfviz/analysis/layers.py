@@ -64,7 +64,7 @@ def set_windows(windows, layers, window: int) -> tuple[int, ...]:
     return tuple(window if l in chosen else w for l, w in enumerate(windows))
 
 
-def widen_sliding(windows, native_windows, window: int) -> tuple[int, ...]:
-    """Every layer that slides natively gets `window`; the natively full layers stay as they are."""
-    slide = sliding_window(native_windows)
-    return tuple(window if slide is not None and nw == slide else w for w, nw in zip(windows, native_windows))
+def widen_sliding(windows, full_window: int, window: int) -> tuple[int, ...]:
+    """Every layer that slides now (window below `full_window`, which reaches every position) gets `window`; full
+    layers stay full."""
+    return tuple(window if w < full_window else w for w in windows)

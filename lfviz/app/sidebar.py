@@ -10,8 +10,9 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from ..analysis.presets import remap_positions
-from ..textspec import format_positions, parse_positions
+from ..textspec import NATIVE, format_positions, parse_positions
 from .cache import FIELDS, check_fields, config_in_force, current_runner, document_tokens, is_causal
+from .layers import layer_type
 from .state import sync_query_params
 
 LABELS = {
@@ -79,6 +80,29 @@ def _model_start(runner) -> tuple[str, str]:
     return start, f"global tokens {start or 'none'} ({why})"
 
 
+def _follow_model_window() -> None:
+    """A model trained with a sliding window (Gemma 3, Mistral, ...) starts with its own pattern: the window field
+    becomes "native" when such a model is loaded, unless the window was set in the same step (a link, a page, a
+    test). Other models keep the window in force ("native" then means their own). The note stays on its page."""
+    ss = st.session_state
+    note = ss.get("_window_note")
+    if note is not None and note[1] != _page():
+        ss.pop("_window_note")
+    runner = current_runner()
+    if runner is None:
+        return
+    if ss.get("_window_model") != ss["model"]:
+        chosen = (not ss.pop("_window_unset", True)) if "_window_model" not in ss else \
+            ss["window"] != ss.get("_window_seen")
+        if runner.trained_sparse and not chosen and ss["window"] != NATIVE:
+            ss["window"] = NATIVE
+            ss["_window_note"] = (f"{runner.model_id} was trained with sliding windows, so the window starts as "
+                                  "'native': its own per-layer pattern. Edit it here or per layer on the Pattern "
+                                  "page.", _page())
+        ss["_window_model"] = ss["model"]
+    ss["_window_seen"] = ss["window"]
+
+
 def follow_document() -> None:
     """When the document, its question or the model changes, global tokens follow, with a note saying how:
     - the text changed (same tokens elsewhere): each global token follows its token to its new position, or is
@@ -89,6 +113,7 @@ def follow_document() -> None:
     - global tokens set in the same step (a link, an import, a page that opens a document with its own): kept.
     The note stays on the page where the change happened, until another page is shown."""
     ss = st.session_state
+    _follow_model_window()
     note = ss.get("_global_note")
     if note is not None and note[1] != _page():
         ss.pop("_global_note")  # seen where it happened: it does not follow the user to every page
@@ -131,11 +156,16 @@ def sidebar() -> None:
             _field(name)
         if ss.get("_global_note"):
             st.info(ss["_global_note"][0])
+        if ss.get("_window_note"):
+            st.info(ss["_window_note"][0])
         if runner is not None:
             ss["layer"] = min(max(int(ss.get("layer", 0)), 0), runner.num_layers - 1)
             ss["head"] = min(max(int(ss.get("head", 0)), 0), runner.num_heads - 1)
             _synced(st.number_input, "layer", "Layer", 0, runner.num_layers - 1, step=1)
             _synced(st.number_input, "head", "Head", 0, runner.num_heads - 1, step=1)
+            tokens, cfg_now = document_tokens(), config_in_force()[0]
+            if tokens and cfg_now is not None:
+                st.caption(layer_type(runner, cfg_now, len(tokens), int(ss["layer"])))
         cfg, problem = config_in_force()
         if problem:
             st.error(f"Configuration not used: {problem}." + (" The last valid one stays in force." if cfg else ""))

@@ -22,7 +22,7 @@ def test_layer_rows_say_which_layers_slide_and_how_far(tiny_gemma3):
     edited = AttentionConfig(window=layers.set_windows(native, [2], 8), dilation=[1, 1, 2, 1, 1, 1])
     rows = layers.layer_rows(edited, native, 6, 4, N)
     assert rows[2].kind == "sliding" and rows[2].changed and rows[2].span == 8 and rows[2].native_kind == "full"
-    wide = layers.widen_sliding(native, native, 16)
+    wide = layers.widen_sliding(native, max(native), 16)
     assert wide == (16, 16, native[2], 16, 16, native[5])
 
 
