@@ -25,7 +25,7 @@ def device_label(device: torch.device) -> str:
 class Tokenized:
     input_ids: list[int]
     tokens: list[str]
-    offsets: list[tuple[int, int]] | None
+    offsets: list[tuple[int, int]] | None  # characters of the text (never of the question); (0, 0): special or question
     context: list[bool]  # tokens an answer may come from (the document part of a question/document pair)
     question_tokens: list[int]  # positions of the question's tokens (QA's usual global tokens)
     token_type_ids: list[int] | None
