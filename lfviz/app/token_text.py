@@ -33,7 +33,8 @@ export default function(component) {
   const click = (data && data.click) || '';
   for (const piece of ((data && data.pieces) || [])) {
     if (piece.h) {  // a heading before the piece, e.g. "Question: " (not a token: not clickable)
-      const head = document.createElement('b'); head.className = 'head'; head.textContent = piece.h; box.appendChild(head);
+      const head = document.createElement('b');
+      head.className = 'head'; head.textContent = piece.h; box.appendChild(head);
     }
     const lead = piece.t.match(/^\\s*/)[0];
     if (lead) box.appendChild(document.createTextNode(lead));
