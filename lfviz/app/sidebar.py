@@ -6,6 +6,8 @@ field keeps the typed text with its error right below it, the last valid configu
 page keeps its figures) and the link never carries the invalid value."""
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -62,6 +64,14 @@ def _field(name: str) -> None:
     st.text_input(label, key=key, help=help_, on_change=_typed, args=(name,))
     if name in errors:
         st.error(f"{errors[name][1]}. Still in force: {ss[name]!r}.")
+
+
+MEMORY = 32  # (model, text, question) whose global tokens a switch back to that model restores
+
+
+def _memory_key(key: tuple) -> tuple:
+    model, document, question = key
+    return model, hashlib.sha1(document.encode()).hexdigest(), question
 
 
 def _page() -> str:
@@ -131,6 +141,9 @@ def follow_document() -> None:
     elif anchor[0] != key and ss["global"] == anchor[2]:  # not set anew together with the change
         if key[0] != anchor[0][0] and tokens != anchor[1]:
             start, why = _model_start(current_runner())
+            kept = ss.get("_global_memory", {}).get(_memory_key(key))
+            if kept is not None:  # back to a model already used on this text: its global tokens as they were
+                start, why = kept, f"the global tokens it had on this text: {kept or 'none'}"
             text = (f"The model changed: {current_runner().model_id} splits the text into other tokens, where the "
                     f"old positions ({ss['global'] or 'none'}) would be other words; it starts with {why}.")
             ss["global"] = start
@@ -144,6 +157,11 @@ def follow_document() -> None:
     if anchor is None or anchor[0] != key:
         ss["_global_note"] = (text, _page()) if text else None
     ss["_global_anchor"] = (key, tokens, ss["global"])
+    memory = ss.setdefault("_global_memory", {})
+    memory.pop(_memory_key(key), None)
+    memory[_memory_key(key)] = ss["global"]  # the latest last: the oldest goes first
+    while len(memory) > MEMORY:
+        memory.pop(next(iter(memory)))
 
 
 def sidebar() -> None:

@@ -115,3 +115,17 @@ def test_global_tokens_chosen_for_the_causal_model_are_kept(causal_app):
     at.session_state["model"] = "embedded"
     at.run()
     assert at.session_state["global"] == "7" and not sidebar_notes(at)
+
+
+def test_back_to_a_model_restores_the_global_tokens_chosen_for_it(causal_app):
+    at = new_app().run()
+    at.session_state["document"], at.session_state["sample"] = SHORT, "custom"
+    at.run()
+    at.selectbox(key="model_choice").set_value("smollm2").run()
+    at.session_state["global"] = "0, 1, 2, 3, 9"  # the user's own choice for the causal model
+    at.run()
+    at.selectbox(key="model_choice").set_value("embedded").run()
+    assert at.session_state["global"] == "0"
+    at.selectbox(key="model_choice").set_value("smollm2").run()
+    assert at.session_state["global"] == "0, 1, 2, 3, 9"
+    assert any("it had on this text: 0, 1, 2, 3, 9" in n for n in sidebar_notes(at))
