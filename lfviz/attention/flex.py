@@ -80,10 +80,13 @@ def _compiled():
 
 
 @functools.cache
-def soft_cap_mod(cap: float):
-    """The score_mod of `logits.soft_cap`: one function per cap, so a compiled kernel is reused across layers."""
+def soft_cap_mod(cap: float, device: torch.device):
+    """The score_mod of `logits.soft_cap`: one function per cap, so a compiled kernel is reused across layers. The
+    cap is a tensor, as the mask's window is: a Python float closed over fails to compile with dynamic shapes."""
+    c = torch.tensor(cap, dtype=torch.float32, device=device)
+
     def score_mod(score, b, h, q_idx, kv_idx):
-        return torch.tanh(score / cap) * cap
+        return torch.tanh(score / c) * c
 
     return score_mod
 
@@ -290,7 +293,7 @@ def flex_local(q, k, v, key_ok, w: int, dilation: tuple[int, ...], gk, gv, need_
     H, n, hd = q.shape
     G = gk.shape[1]
     compiled = q.is_cuda if compiled is None else compiled
-    if compiled and need_weights and not q.is_cuda:
+    if compiled and (need_weights or sinks is not None) and not q.is_cuda:  # the CPU compile gives no lse
         compiled = False
     causal = global_pos is not None
     layout = _layout(key_ok, tuple(dilation), G, w, layout_key, global_pos)
@@ -304,7 +307,7 @@ def flex_local(q, k, v, key_ok, w: int, dilation: tuple[int, ...], gk, gv, need_
     attend = _compiled() if compiled else flex_attention
     want_lse = need_weights or sinks is not None  # the sink's share comes from the log-sum-exp
     aux = AuxRequest(lse=True) if want_lse else None
-    score_mod = None if softcap is None else soft_cap_mod(float(softcap))
+    score_mod = None if softcap is None else soft_cap_mod(float(softcap), q.device)
     try:
         with _LOCK:
             result = attend(qseq[None], kseq[None], vseq[None], block_mask=layout.block_mask, scale=1.0,

@@ -108,3 +108,25 @@ def test_full_attention_path_without_weights_has_the_softcap_and_the_sink():
     out, _ = banded_attention(q, k, v, spec, causal=True, softcap=4.0, sinks=sinks)
     want, _ = reference_attention(q, k, v, q, k, v, spec, causal=True, softcap=4.0, sinks=sinks)
     torch.testing.assert_close(out, want, atol=TOL, rtol=0)
+
+
+def test_compiled_flexattention_takes_the_softcap_score_mod_and_the_sink():
+    """Compiled (as on a GPU; on the CPU it returns no log-sum-exp, so with sinks it runs uncompiled and says the
+    same numbers): the score_mod and the sink rescaling equal the reference."""
+    import warnings
+
+    from lfviz.attention import flex
+
+    g = torch.Generator().manual_seed(5)
+    H, n, hd = 2, 150, 16
+    q, k, v = (torch.randn(H, n, hd, generator=g) * 2 for _ in range(3))
+    sinks = torch.tensor([0.0, 1.5])
+    spec = LayerSpec(20, (1, 1))
+    key_ok = torch.ones(n, dtype=torch.bool)
+    for s in (None, sinks):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out, *_ = flex.flex_local(q / hd ** 0.5, k, v, key_ok, 10, (1, 1), k[:, :0], v[:, :0], need_weights=False,
+                                      compiled=True, global_pos=torch.zeros(0, dtype=torch.long), softcap=3.0, sinks=s)
+        want, _ = reference_attention(q, k, v, q, k, v, spec, causal=True, softcap=3.0, sinks=s)
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
