@@ -147,9 +147,9 @@ def run_bytes(runner, n: int, config, capture: bool = True, capture_layers=None,
     weights = H * n * (widest + 1) * item if capture else 0  # one layer's full band before it is stored
     scores = 64 << 20  # the kernel's blocks of scores (a few MB each) and a dense chunk
     if causal:
-        from ..model.causal_runner import LOGIT_ROWS
+        from ..model.causal_runner import logit_rows
 
-        head = 3 * min(n, LOGIT_ROWS) * hf.vocab_size * 4  # logits rows, their log-softmax and log-sum-exp
+        head = 3 * min(n, logit_rows(hf.vocab_size)) * hf.vocab_size * 4  # logits rows, log-softmax, log-sum-exp
         # measured (SmolLM2, 3,993 tokens): Hugging Face's decoder layers and the output head hold about twice this
         activations = 2 * (activations + head)
     transient = activations + weights + scores

@@ -29,10 +29,15 @@ def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([loss.new_full((1,), float("nan")), loss])
 
 
-LOGIT_ROWS = 512  # output-head rows at a time: the whole (n, V) fp32 logits are 0.8 GB at 4k tokens (V = 49,152)
+LOGIT_BYTES = 96 * 2**20  # fp32 logits per chunk of rows; whole, (n, V) at 4k tokens is 0.8 GB (SmolLM2), 4.2 GB (Gemma 3)
 
 
-def next_token_stats(head, hidden: torch.Tensor, input_ids: torch.Tensor, top_k: int, rows: int = LOGIT_ROWS):
+def logit_rows(vocab_size: int) -> int:
+    """Output-head rows computed at a time for this vocabulary: 512 for SmolLM2 (49,152), 96 for Gemma 3 (262,144)."""
+    return max(16, LOGIT_BYTES // (4 * vocab_size))
+
+
+def next_token_stats(head, hidden: torch.Tensor, input_ids: torch.Tensor, top_k: int, rows: int = 512):
     """From the last hidden state (n, D) through the output `head`, `rows` positions at a time (never the whole
     (n, V) logits): (n,) float32 next-token losses as `token_losses` gives them, and the top-k next tokens at
     every position, ids (n, k) and probabilities (n, k)."""
@@ -176,7 +181,8 @@ class CausalRunner(RunnerBase):
             # the decoder and the output head apart: the last hidden state without keeping every layer's
             out = self.model.get_decoder()(ids[None], output_hidden_states=output_hidden_states)
             # losses and (n, k) what each position expects next, a few hundred rows of logits at a time
-            losses, top_ids, probs = next_token_stats(self.output_head, out.last_hidden_state[0], ids, top_k)
+            losses, top_ids, probs = next_token_stats(self.output_head, out.last_hidden_state[0], ids, top_k,
+                                                      logit_rows(self.config.vocab_size))
         words = self.token_strings(top_ids.flatten().tolist())
         next_tokens = [[(words[i * top_k + j], round(float(p), 5)) for j, p in enumerate(row)]
                        for i, row in enumerate(probs.tolist())]
