@@ -197,7 +197,7 @@ def advisor_panel(runner, cfg: AttentionConfig, ref, objective: str, label: str 
                "spots, relays spread over the text), measures each by a real run, then adds the best one at a time "
                "(greedy), and measures the presets with the same k. Every number below is a measured run.")
     key = _advice_key(cfg, objective, label)
-    if ss.pop("_fid_requested", False):
+    if ss.pop("_fid_requested", False) and cache.reserve(n, cfg, what="Each run of the advisor"):
         bar = st.progress(0.0, text="Suggesting...")
         try:
             advice = advisor.advise(runner, ss["document"], cfg, int(ss["fid_k"]), objective, label,

@@ -160,13 +160,17 @@ def roomy_budget():
     cache.reset_store()
 
 
-def test_a_sweep_that_cannot_fit_is_refused_before_it_runs(roomy_budget):
+@pytest.mark.parametrize("page, button, what, result", [
+    ("global_lab", "lab_sweep_run", "Each run of the sweep", "_lab_sweep"),
+    ("fidelity", "fid_suggest", "Each run of the advisor", "_fid_advice"),
+])
+def test_a_sweep_or_the_advisor_that_cannot_fit_is_refused_before_it_runs(roomy_budget, page, button, what, result):
     runner, store = cache.get_runner("embedded"), roomy_budget
-    at = open_page("global_lab", DOC, window="32", queries=["termination of the contract"])
+    at = open_page(page, DOC, window="32", queries=["termination of the contract"])
     assert not at.error, [e.value for e in at.error]
     plain = run_bytes(runner, len(runner.tokenize(DOC).input_ids), lfviz.AttentionConfig(window=32), capture=False)
     store.budget = store.used + plain.peak // 2  # the page's runs stay cached; one more run does not fit
-    at.button(key="lab_sweep_run").click().run()
+    at.button(key=button).click().run()
     assert not at.exception
-    assert any("Each run of the sweep would take about" in e.value for e in at.error), [e.value for e in at.error]
-    assert "_lab_sweep" not in at.session_state  # no sweep ran
+    assert any(f"{what} would take about" in e.value for e in at.error), [e.value for e in at.error]
+    assert result not in at.session_state  # nothing ran
