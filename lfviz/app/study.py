@@ -201,4 +201,5 @@ def _open_in_lab(rows: pd.DataFrame, settings: dict) -> None:
     else:
         ss.update(document=doc.text, sample="custom", queries=[], question=doc.question)
     ss.update(window=format_window(cfg.window), dilation=format_dilation(cfg.dilation), _study_open=True)
+    ss.pop("_global_anchor", None)  # the strategy's positions are for this very text: nothing to carry over
     ss["global"] = format_positions([int(p) for p in row["positions"]])

@@ -141,7 +141,7 @@ def test_an_opened_export_is_shown_as_saved_without_running_the_model(monkeypatc
     at = new_app().run()
     at.session_state["_import_run"] = saved
     at.run()
-    assert any("window 32 (two-sided), dilation 1, global tokens 0, 3" in m.value for m in at.markdown)
+    assert any("window 32 (two-sided), dilation 1, global tokens 0, 3" in t.value for t in at.text)
     at.button(key="doc_import_use").click().run()
     ss = at.session_state
     assert (ss["document"], ss["window"], ss["global"], ss["queries"], ss["question"], ss["layer"]) == \
