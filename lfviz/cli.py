@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .textspec import parse_dilation, parse_positions, parse_window
+from .textspec import NATIVE, config_from_text, parse_dilation, parse_positions, parse_window
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("file", help="UTF-8 text file ('-' for standard input)")
     cap.add_argument("-o", "--output", required=True, help="output .safetensors path")
     cap.add_argument("--model", default="embedded", help="'embedded', a local folder or a Hub id")
-    cap.add_argument("--window", default="512", help="two-sided window: one int, or one per layer: 256,256,512")
+    cap.add_argument("--window", default="512", help="two-sided window: one int, or one per layer: 256,256,512, "
+                                                     "or 'native': the model's own per-layer pattern")
     cap.add_argument("--dilation", default="1",
                      help="one int, one per layer (1,1,2), or per layer/head with ';' between layers")
     cap.add_argument("--global", dest="global_tokens", default="",
@@ -104,10 +105,13 @@ def main(argv=None) -> int:
                 text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 raise ValueError(f"{path} is not UTF-8 text: save it as UTF-8 and try again")
-        config = lfviz.AttentionConfig(window=parse_window(args.window), dilation=parse_dilation(args.dilation),
-                                       global_tokens=parse_positions(args.global_tokens))
+        fields = (args.window, args.dilation, args.global_tokens)
+        native = str(args.window).strip().lower() == NATIVE  # needs the model: checked once it is loaded
+        config = None if native else config_from_text(*fields)  # bad input refused before a slow load
         layers = list(parse_positions(args.layers)) if args.layers else None
         runner = lfviz.load_runner(args.model, device=args.device, max_tokens=args.max_tokens)
+        if native:
+            config = config_from_text(*fields, native=runner.native_windows)
         res = runner.run(text, config=config, queries=args.query, question=args.question,
                          capture_layers=layers, capture_dtype=torch.float16 if args.fp16 else torch.float32)
         out = res.save(args.output)

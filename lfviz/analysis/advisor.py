@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..config import AttentionConfig
 from .compare import loss_increase
-from .fidelity import attention_from_afar, default_objective, gap
+from .fidelity import attention_from_afar, default_objective, gap, reference_config, reference_name
 from .positions import copied_every, restart_note, restarts
 from .presets import preset_positions, sentence_starts
 
@@ -61,6 +61,7 @@ class Advice:
     runs: int = 0
     seconds: float = 0.0
     copied_every: int | None = None  # the model's position embeddings repeat every this many tokens (converted)
+    reference: str = "full attention"  # what the gaps are measured from: `fidelity.reference_name`
 
     @property
     def greedy_positions(self) -> tuple[int, ...]:
@@ -188,7 +189,7 @@ def advise(runner, text: str, config: AttentionConfig, k: int, objective: str = 
     size = min(n, max(8, k + 4) + first - 1, 32) if size is None else max(k, min(int(size), n))
     base = config.replace(global_tokens=())
     say = progress or (lambda f, what: None)
-    say(0.0, "running full attention (the reference) ...")
+    say(0.0, f"running {reference_name(reference_config(runner, n))} (the reference) ...")
     full, far = reference if reference is not None else attention_from_afar(runner, text, base, question, queries)
     objective = default_objective(full) if objective == "auto" else objective
     runs = 0
@@ -242,13 +243,13 @@ def advise(runner, text: str, config: AttentionConfig, k: int, objective: str = 
                 presets.append({"strategy": kind, "positions": pos, "gap": measured(pos)})
     say(1.0, "done")
     return Advice(objective, label, k, base, base_gap, chosen, candidates, presets, runs,
-                  time.perf_counter() - started, copied_every(runner))
+                  time.perf_counter() - started, copied_every(runner), reference_name(full))
 
 
-def describe_gap(objective: str, value: float) -> str:
-    """The gap in words, e.g. "perplexity +12.3% over full attention"."""
+def describe_gap(objective: str, value: float, reference: str = "full attention") -> str:
+    """The gap in words, e.g. "perplexity +12.3% over full attention" (reference: `fidelity.reference_name`)."""
     if objective == "perplexity":
-        return f"perplexity {value:+.1%} over full attention"
+        return f"perplexity {value:+.1%} over {reference}"
     if objective == "embedding":
-        return f"pooled-embedding cosine {1 - value:.5f} to full attention"
-    return f"score {value:.4f} from full attention" if math.isfinite(value) else "n/a"
+        return f"pooled-embedding cosine {1 - value:.5f} to {reference}"
+    return f"score {value:.4f} from {reference}" if math.isfinite(value) else "n/a"

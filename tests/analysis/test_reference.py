@@ -66,3 +66,14 @@ def test_a_model_trained_with_full_attention_keeps_full_attention(bert_tokenizer
     ref, _ = fidelity.attention_from_afar(r, TEXT, AttentionConfig(window=4))
     assert fidelity.reference_name(ref) == "full attention"
     assert "perplexity (full attention)" in fidelity.measure(ref, ref).document
+
+
+def test_the_advisor_says_which_reference_is_in_force(bert_tokenizer):
+    from lfviz.analysis import advisor
+
+    r = runner("mistral", bert_tokenizer)
+    said = []
+    advice = advisor.advise(r, TEXT, AttentionConfig(window=4), k=1, size=2, compare_presets=False,
+                            progress=lambda f, what: said.append(what))
+    assert advice.reference == "the native pattern" and "native pattern" in said[0]
+    assert advisor.describe_gap("perplexity", 0.5, advice.reference) == "perplexity +50.0% over the native pattern"

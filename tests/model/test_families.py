@@ -251,3 +251,17 @@ def test_sink_mass_survives_an_export(folders, tmp_path):
     for layer in range(runner.num_layers):
         torch.testing.assert_close(back.capture.weights(layer).sink, res.capture.weights(layer).sink, atol=0, rtol=0)
     assert back.config.is_native and back.config == res.config
+
+
+def test_the_cli_captures_under_the_native_pattern(folders, tmp_path):
+    from lfviz.cli import main
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text("The committee approved the budget. A sliding window attends to recent tokens only. " * 3)
+    out = tmp_path / "run.safetensors"
+    assert main(["capture", str(doc), "-o", str(out), "--model", str(folders["gemma2"]), "--window", "native",
+                 "--global", "0", "--device", "cpu"]) == 0
+    res = lfviz.load_result(out)
+    runner = lfviz.load_runner(str(folders["gemma2"]), device="cpu")
+    assert res.config.is_native and res.config == AttentionConfig.native(runner, global_tokens=(0,))
+    assert main(["capture", str(doc), "-o", str(out), "--window", "7", "--model", "/nonexistent"]) == 2  # odd window
