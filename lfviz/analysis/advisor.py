@@ -12,7 +12,7 @@ Every number reported is a measured run (`Advice.picks`, `Advice.table`): re-run
 The presets at the same budget k are measured the same way, in one table; the advisor recommends the best row,
 which is a preset where the greedy search did worse (the table shows it).
 On a converted model a pick can land where the copied position embeddings start over (`positions`): such a token
-looks like a first token to the model, so `Advice.restart_note` says so where the pick is shown.
+carries the first position's embedding, so `Advice.restart_note` says so where the pick is shown.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ class Advice:
     @property
     def restarts(self) -> list[int]:
         """The picks and recommended positions that sit where a converted model's copied position embeddings
-        restart (multiples of `copied_every`): the model sees them as first tokens."""
+        restart (multiples of `copied_every`): they carry the first position's embedding."""
         return restarts([p.position for p in self.picks] + list(self.positions), self.copied_every)
 
     def restart_note(self) -> str | None:

@@ -48,5 +48,5 @@ def restart_note(positions, every: int) -> str:
     where = (f"position {positions[0]} is" if len(positions) == 1 else
              "positions " + ", ".join(map(str, positions[:-1])) + f" and {positions[-1]} are")
     return (f"{where} where the converted model's copied position embeddings restart (the original model had "
-            f"{every} positions, copied every {every} tokens): the model sees such a token as a first token, so "
-            "its pull may come from the copy rather than from the text")
+            f"{every} positions, copied every {every} tokens): such a token carries the first position's embedding, "
+            "so its pull may come from the copy rather than from the text")
