@@ -154,6 +154,13 @@ def check_fits(model: str, need: RunBytes, config: AttentionConfig, capture: boo
         "the previous settings still work.")
 
 
+def free_bytes() -> int:
+    """What the memory budget leaves now, beside the cache's entries and the rest of the process, for work the
+    cache does not hold (the Scaling page's measurements); nothing is evicted."""
+    s = store()
+    return max(0, s.budget - s.used - untracked_bytes(s))
+
+
 def reserve(n: int, config: AttentionConfig, capture: bool = False, what: str = "This run") -> bool:
     """Make room for runs of the current model on n tokens that are not cached (a sweep's, the advisor's: one at
     a time); False, with the message on the page, when one cannot fit."""

@@ -9,6 +9,7 @@ import torch
 from ..analysis import scaling
 from ..analysis.peak_memory import memory_meaning
 from ..figures.scaling import memory_figure, time_figure
+from . import cache
 
 
 def kept(widget, name: str, label: str, default, valid=lambda v: True, arg: str = "value", **kwargs):
@@ -58,7 +59,9 @@ def measure(runner, config, lengths, methods, repeats: int, device: str) -> None
     bar = st.progress(0.0, text="Copying the model for Hugging Face's implementation..." if "hf" in methods
                       else "Starting...")
     try:
+        # a method's one-layer scores and their softmax are alive together: half of what the budget leaves
         rows = scaling.measure(runner, lengths, methods, config, repeats=repeats,
+                               max_score_bytes=min(scaling.MAX_SCORE_BYTES, cache.free_bytes() // 2),
                                progress=lambda done, total, what: bar.progress(done / total,
                                                                                text=f"{done}/{total}: {what}"))
     except ValueError as e:

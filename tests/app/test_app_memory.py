@@ -174,3 +174,24 @@ def test_a_sweep_or_the_advisor_that_cannot_fit_is_refused_before_it_runs(roomy_
     assert not at.exception
     assert any(f"{what} would take about" in e.value for e in at.error), [e.value for e in at.error]
     assert result not in at.session_state  # nothing ran
+
+
+def test_the_scaling_page_skips_lengths_whose_scores_exceed_what_the_budget_leaves(roomy_budget, monkeypatch):
+    import lfviz.analysis.scaling as scaling
+
+    seen = {}
+    real = scaling.measure
+
+    def spy(*a, **k):
+        seen.update(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(scaling, "measure", spy)
+    at = open_page("scaling", DOC)
+    roomy_budget.budget = roomy_budget.used + 8 * MB  # 4 MB for one layer's scores
+    at.button(key="scaling_run").click().run()
+    assert not at.exception
+    assert seen["max_score_bytes"] <= 4 * MB
+    rows = at.session_state["scaling_results"]["rows"]
+    skipped = [r for r in rows if r["key"] == "full" and "limit" in r["note"]]
+    assert skipped and all(r["scores_mb"] > 4 for r in skipped)
