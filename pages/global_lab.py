@@ -15,7 +15,7 @@ if runner is None or cfg is None:
 variant = cache.run_document(cfg)
 if variant is None:
     st.stop()
-baseline_cfg, baseline_kind = lab.baseline_config(cfg, variant.n)
+baseline_cfg, baseline_kind = lab.baseline_config(cfg, variant.n, runner)
 baseline = cache.run_document(baseline_cfg)
 
 lab.global_token_picker(runner, variant, cfg)

@@ -23,6 +23,7 @@ from .token_text import token_text, value_text
 BASELINES = {
     "no global": "Same window and dilation, no global tokens (follows the variant)",
     "full": "Full attention: a window covering the text, no global tokens",
+    "native": "Native: the model's own pattern (a sliding-window LLM's reference), no global tokens",
     "pinned": "Pinned: a configuration you fixed with 'Pin the current configuration'",
 }
 METRIC_WORDS = {  # what the lab's numbers mean, in plain words, where they appear
@@ -40,13 +41,16 @@ METRIC_WORDS = {  # what the lab's numbers mean, in plain words, where they appe
 }
 
 
-def baseline_config(cfg: AttentionConfig, n: int) -> tuple[AttentionConfig, str]:
+def baseline_config(cfg: AttentionConfig, n: int, runner=None) -> tuple[AttentionConfig, str]:
     """The baseline chosen in the lab (`lab_baseline_kind`): one that follows the variant without global tokens
-    (the default), full attention, or a pinned configuration. Returns it and the kind in force."""
+    (the default), full attention, the model's native pattern (with `runner`), or a pinned configuration.
+    Returns it and the kind in force."""
     ss = st.session_state
     kind = ss.get("lab_baseline_kind", "no global")
     if kind == "full":
         return AttentionConfig(window=2 * n), kind  # cut to the text's length by the kernel: full attention
+    if kind == "native" and runner is not None:
+        return AttentionConfig.native(runner), kind
     if kind == "pinned" and ss.get("lab_baseline"):
         return AttentionConfig.from_dict(json.loads(ss["lab_baseline"])), kind
     return cfg.replace(global_tokens=()), "no global"

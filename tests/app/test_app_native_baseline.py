@@ -1,0 +1,30 @@
+"""The lab's baseline on a sliding-window LLM: 'Native' (the model's own pattern) is offered and compared with, and
+the caption says it is the baseline in force; the Fidelity page names the native pattern as its reference."""
+import pytest
+from apptools import new_app
+
+TEXT = "The keeper lit the lamp at dusk and logged the passing ships. " * 6
+
+
+@pytest.fixture(scope="module")
+def gemma_folder(tmp_path_factory, tiny_gemma3, bert_tokenizer):
+    folder = tmp_path_factory.mktemp("tiny-gemma3-lab")
+    tiny_gemma3.model.save_pretrained(folder, safe_serialization=True)
+    bert_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_the_lab_compares_with_the_native_pattern(gemma_folder):
+    at = new_app(300)
+    at.session_state["document"] = TEXT
+    at.session_state["sample"] = "custom"
+    at.run()
+    at.session_state["model"] = str(gemma_folder)
+    at.run()
+    at.session_state["window"] = "8"  # the variant: every layer slides
+    at.switch_page("pages/global_lab.py").run()
+    assert not at.exception, at.exception
+    at.radio(key="lab_baseline_kind").set_value("native").run()
+    assert not at.exception, at.exception
+    in_force = next(c.value for c in at.caption if c.value.startswith("In force"))
+    assert in_force.startswith("In force: **Native**") and "variant (the sidebar's) window 8" in in_force
