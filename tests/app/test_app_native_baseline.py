@@ -28,3 +28,15 @@ def test_the_lab_compares_with_the_native_pattern(gemma_folder):
     assert not at.exception, at.exception
     in_force = next(c.value for c in at.caption if c.value.startswith("In force"))
     assert in_force.startswith("In force: **Native**") and "variant (the sidebar's) window 8" in in_force
+
+
+def test_the_fidelity_page_names_the_native_pattern_as_its_reference(gemma_folder):
+    at = new_app(300)
+    at.session_state["document"] = TEXT
+    at.session_state["sample"] = "custom"
+    at.run()
+    at.session_state["model"] = str(gemma_folder)
+    at.run()
+    at.switch_page("pages/fidelity.py").run()
+    assert not at.exception, at.exception
+    assert any("Reference: this model's **native pattern**" in c.value for c in at.caption)
