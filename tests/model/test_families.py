@@ -265,3 +265,14 @@ def test_the_cli_captures_under_the_native_pattern(folders, tmp_path):
     runner = lfviz.load_runner(str(folders["gemma2"]), device="cpu")
     assert res.config.is_native and res.config == AttentionConfig.native(runner, global_tokens=(0,))
     assert main(["capture", str(doc), "-o", str(out), "--window", "7", "--model", "/nonexistent"]) == 2  # odd window
+
+
+@pytest.mark.parametrize("kind", ["gemma2", "gpt_oss"])
+def test_bigbird_and_lsh_refuse_softcaps_and_sinks(kind, folders):
+    """Those paths do not implement them: refused with the reason, never a silently different result."""
+    from lfviz.attention.sparse import LSHPattern, attention_pattern
+
+    runner = lfviz.load_runner(str(folders[kind]), device="cpu")
+    with attention_pattern(LSHPattern(num_buckets=4, chunk=8)), pytest.raises(ValueError, match="softcapping or "
+                                                                                                "learned sinks"):
+        runner.run(input_ids=ids()[0], capture=False)
