@@ -38,7 +38,7 @@ start, stop, cells, block, num_random = pattern.view_controls(n)
 span = f"positions {start}–{stop - 1}" + ("" if (start, stop) == (0, n) else f" of {n}")
 st.subheader(f"{n:,} tokens - {span}")
 pattern.side_by_side(specs[layer], layer, head, n, tokens, global_tokens, start, stop, cells, block, num_random,
-                     causal)
+                     causal, runner.trained_sparse)
 layers.strip(runner, cfg, n)
 pattern.cost_section(specs, n, runner.num_heads, global_tokens, block, num_random, causal)
 pattern.receptive_field(specs, n, global_tokens, causal)

@@ -71,9 +71,10 @@ def view_controls(n: int) -> tuple[int, int, int, int, int]:
 
 
 def side_by_side(spec, layer: int, head: int, n: int, tokens_: list[str], global_tokens, start: int, stop: int,
-                 cells: int, block: int, num_random: int, causal: bool = False) -> None:
+                 cells: int, block: int, num_random: int, causal: bool = False, trained_sparse: bool = False) -> None:
     """Longformer (this layer and head), full attention and BigBird, as pictures of the same span; causal: the
-    model's own patterns keep only keys at or before each query."""
+    model's own patterns keep only keys at or before each query; trained_sparse: the model was trained with its
+    native (sliding) pattern, not full attention."""
     with st.spinner("Computing patterns..."):
         (lf_z, edges), lf_pairs = longformer_cells(spec, n, global_tokens, head, start, stop, cells, causal)
         full_z, _ = figs.full_cells(n, start, stop, cells, causal)
@@ -101,8 +102,11 @@ def side_by_side(spec, layer: int, head: int, n: int, tokens_: list[str], global
         title = ("Full causal attention<br><sup>every earlier key - about 50% of pairs</sup>" if causal else
                  "Full attention<br><sup>every pair - 100% of pairs</sup>")
         st.plotly_chart(figs.pattern_heatmap(full_z, edges, title, labels), key="pattern_full", width="stretch")
-        st.caption((f"What the model was trained with: every token attends every earlier token, n(n+1)/2 = "
-                    f"{n * (n + 1) // 2:,} pairs per head." if causal else
+        pairs = f"every token attends every earlier token, n(n+1)/2 = {n * (n + 1) // 2:,} pairs per head."
+        trained = ("Not what this model was trained with (its native pattern, in the Layers strip below, is; its "
+                   "sliding layers never saw keys this far back): " if trained_sparse else
+                   "What the model was trained with: ")
+        st.caption((trained + pairs if causal else
                     f"BERT-style attention: every token attends every token, n² = {n * n:,} pairs per head.")
                    + " Cost and memory grow with the square of the length.")
     with right:

@@ -201,5 +201,8 @@ class CausalRunner(RunnerBase):
         return families.apply_output_mechanisms(self.config, self.model.get_output_embeddings()(hidden))
 
     def suggest_global_tokens(self, text: str, question: str | None = None) -> tuple[int, ...]:
-        """The usual sinks of a sliding-window LM: the first four tokens."""
+        """The usual sinks of a model trained with full attention run under a window: the first four tokens. A model
+        trained with a sliding window starts with none: its native pattern is what it was trained with."""
+        if self.trained_sparse:
+            return ()
         return tuple(range(min(4, len(self.tokenize(text, question).input_ids))))
