@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 GLOBAL_COLOR, TOKEN_COLOR = "#d62728", "#1f77b4"
 WEBGL_ABOVE = 2000  # points; SVG below keeps single-point clicks reliable everywhere
@@ -63,11 +64,9 @@ def prediction_bars(diff_rows: list[dict], top: int = 10) -> go.Figure:
     """Baseline vs variant score per label (grouped bars), labels in baseline order. Metrics on other scales
     than the scores (a causal LM's perplexity, e.g. 58, next to next-token probabilities, e.g. 0.7) get a panel
     and a y axis of their own, so each reads on its own scale."""
-    from plotly.subplots import make_subplots
-
     rows = diff_rows[:top]
-    panels = [[r for r in rows if r["label"] not in OWN_SCALE]]
-    panels = [p for p in [*([r] for r in rows if r["label"] in OWN_SCALE), *panels] if p]
+    shared = [r for r in rows if r["label"] not in OWN_SCALE]
+    panels = [[r] for r in rows if r["label"] in OWN_SCALE] + ([shared] if shared else [])
     titles = [OWN_SCALE.get(p[0]["label"], "score") for p in panels]
     widths = [max(1, len(p)) for p in panels]
     fig = make_subplots(rows=1, cols=max(1, len(panels)), column_widths=[w / sum(widths) for w in widths] or None,
