@@ -28,7 +28,8 @@ def lfviz_window(S: int) -> int:
 
 # -- how a family's layer types are read, when its config holds no `layer_types` (older config.json files) ------
 def _every_layer(cfg) -> list[str]:
-    """Mistral, Phi-3: every layer slides when `sliding_window` is set (their modeling ignores `layer_types`)."""
+    """Mistral, Mixtral, Phi-3, StarCoder2, Qwen3-MoE: every layer slides when `sliding_window` is set (their
+    modeling ignores `layer_types`); Ministral's config derives its `layer_types` the same way."""
     return [SLIDING if getattr(cfg, "sliding_window", None) else FULL] * cfg.num_hidden_layers
 
 
@@ -44,7 +45,7 @@ def _qwen(cfg) -> list[str]:
 
 def _every(k: int) -> Callable:
     """Every k-th layer (1-based) is full, the others slide: Gemma 2 and gpt-oss (k = 2, even layers slide),
-    Cohere2 (k = 4), Gemma 3 (k = `sliding_window_pattern`, 6)."""
+    Cohere2 and OLMo 3 (k = 4), Gemma 3 (k = `sliding_window_pattern`, 6)."""
     def types(cfg) -> list[str]:
         period = getattr(cfg, "_sliding_window_pattern", None) or getattr(cfg, "sliding_window_pattern", None) or k
         return [SLIDING if (i + 1) % period else FULL for i in range(cfg.num_hidden_layers)]
@@ -90,6 +91,16 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
          mechanisms=("sinks",)),
     _row("cohere2", "Cohere2", "3 sliding : 1 full (`layer_types`); RoPE on sliding layers only", _every(4),
          mechanisms=("logit_scale",)),
+    _row("mixtral", "Mixtral", "every layer slides when `sliding_window` is set", _every_layer,
+         uses_layer_types=False),
+    _row("starcoder2", "StarCoder2", "every layer slides when `sliding_window` is set", _every_layer,
+         uses_layer_types=False),
+    _row("qwen3_moe", "Qwen3-MoE", "every layer slides when `use_sliding_window` (and `sliding_window`) is set",
+         _every_layer, uses_layer_types=False),
+    _row("ministral", "Ministral", "`layer_types` (every layer slides when `sliding_window` is set)", _every_layer),
+    _row("olmo3", "OLMo 3", "3 sliding : 1 full (`layer_types`)", _every(4)),
+    _row("gemma", "Gemma", "every layer full", _no_layer, uses_layer_types=False),
+    _row("olmo2", "OLMo 2", "every layer full", _no_layer, uses_layer_types=False),
     _row("gemma3", "Gemma 3 (multimodal)", "-", _every(6),
          refused="it is the multimodal Gemma 3 (image + text): save its language model (Gemma3ForCausalLM, "
                  "model_type gemma3_text) and load that folder"),

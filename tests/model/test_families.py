@@ -45,6 +45,18 @@ FAMILY_MODELS = {
     "cohere2": (tf.Cohere2Config, tf.Cohere2ForCausalLM, dict(num_hidden_layers=4, sliding_window=6, logit_scale=0.5),
                 [6, 6, 6, None]),
     "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, dict(num_hidden_layers=2, sliding_window=9), [9, 9]),
+    "mixtral": (tf.MixtralConfig, tf.MixtralForCausalLM,
+                dict(num_hidden_layers=2, sliding_window=7, num_local_experts=4, num_experts_per_tok=2), [7, 7]),
+    "starcoder2": (tf.Starcoder2Config, tf.Starcoder2ForCausalLM, dict(num_hidden_layers=2, sliding_window=6),
+                   [6, 6]),
+    "qwen3_moe": (tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM,
+                  dict(num_hidden_layers=2, head_dim=16, use_sliding_window=True, sliding_window=8, num_experts=4,
+                       num_experts_per_tok=2, moe_intermediate_size=32), [8, 8]),
+    "ministral": (tf.MinistralConfig, tf.MinistralForCausalLM, dict(num_hidden_layers=2, head_dim=16, sliding_window=9),
+                  [9, 9]),
+    "olmo3": (tf.Olmo3Config, tf.Olmo3ForCausalLM, dict(num_hidden_layers=4, sliding_window=6), [6, 6, 6, None]),
+    "gemma": (tf.GemmaConfig, tf.GemmaForCausalLM, dict(num_hidden_layers=2, head_dim=16), [None, None]),
+    "olmo2": (tf.Olmo2Config, tf.Olmo2ForCausalLM, dict(num_hidden_layers=2), [None, None]),
     "smollm3": (tf.SmolLM3Config, tf.SmolLM3ForCausalLM,
                 dict(num_hidden_layers=4, use_sliding_window=True, sliding_window=8, no_rope_layer_interval=2),
                 [None, 8, None, 8]),
@@ -116,7 +128,7 @@ def additive(mask: torch.Tensor) -> torch.Tensor:
     return torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))[None, None]
 
 
-@pytest.mark.parametrize("kind", ["mistral", "qwen2", "gemma2", "gemma3_text", "gpt_oss", "cohere2"])
+@pytest.mark.parametrize("kind", ["mistral", "qwen2", "gemma2", "gemma3_text", "gpt_oss", "cohere2", "olmo3"])
 def test_sinks_on_top_of_native_equal_eager_with_the_4d_mask(kind, folders):
     """Global (sink) tokens 0-3 added to the native pattern, against HF eager given each layer type's mask."""
     runner = lfviz.load_runner(str(folders[kind]), device="cpu")
