@@ -124,7 +124,7 @@ def run_bytes(runner, n: int, config, capture: bool = True, capture_layers=None,
     (H, n, W + 1) per layer in `capture_dtype` (a causal LM keeps the band's past half, W/2 + 1 columns), with the
     band never wider than the text, plus (H, n, G) to and (H, G, n) from the G global tokens; hidden states are
     (L + 1) x (n, D) fp32. Upper estimates (x `SAFETY`)."""
-    causal = getattr(runner, "task", None) == "causal-lm"
+    causal = getattr(runner, "causal", False)  # a runner says what it is (model.base.RunnerBase)
     L, H = runner.num_layers, runner.num_heads
     hf = runner.config
     D = hf.hidden_size
