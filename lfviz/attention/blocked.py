@@ -113,14 +113,13 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         kc = kbuf[:, :, :nc]
         kc[..., :L, :] = kp[:, :, rows].unfold(2, L, B).transpose(-1, -2)  # (Bt, h, nc, L, hd)
         scores = torch.matmul(qb[:, :, c0:c1].to(sdt), kc.transpose(-1, -2)).float()  # (Bt, h, nc, B, L + G)
-        if softcap is not None:
-            scores = soft_cap(scores, softcap)
+        scores = soft_cap(scores, softcap, inplace=True)  # a fresh block: capped where it lies
         # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
         scores[..., :L].masked_fill_(masked[:, c0:c1].unsqueeze(1), fmin)
         if global_ok is not None and G:
             scores[..., L:].masked_fill_(~gok[:, :, c0:c1], fmin)
         if lse is None:
-            probs, share = softmax_with_sink(scores, sinks)  # (Bt, h, nc, B, L + G), (Bt, h, nc, B) or None
+            probs, share = softmax_with_sink(scores, sinks, inplace=True)  # (Bt, h, nc, B, L + G), (Bt, h, nc, B)
             del scores
             if share is not None and need_weights:
                 sink[:, :, c0:c1] = share

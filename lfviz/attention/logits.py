@@ -15,25 +15,33 @@ from __future__ import annotations
 import torch
 
 
-def soft_cap(scores: torch.Tensor, cap: float | None) -> torch.Tensor:
-    """`cap * tanh(scores / cap)` (a new tensor), or `scores` unchanged when cap is None."""
-    return scores if cap is None else torch.tanh(scores / cap) * cap
+def soft_cap(scores: torch.Tensor, cap: float | None, inplace: bool = False) -> torch.Tensor:
+    """`cap * tanh(scores / cap)`, or `scores` unchanged when cap is None. inplace: overwrite `scores` (the
+    kernels' fresh score blocks: no extra pass over memory for a new tensor)."""
+    if cap is None:
+        return scores
+    return scores.div_(cap).tanh_().mul_(cap) if inplace else torch.tanh(scores / cap) * cap
 
 
-def softmax_with_sink(scores: torch.Tensor, sinks: torch.Tensor | None, head_dim: int = -4
+def softmax_with_sink(scores: torch.Tensor, sinks: torch.Tensor | None, head_dim: int = -4, inplace: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Softmax over the last axis with one extra per-head logit in the denominator, then dropped.
 
     scores: fp32 (..., H, ..., K) with the head axis at `head_dim` (counted from the end, default -4 for the
     blocked kernel's (Bt, h, nc, B, K)); sinks: (H,) or None. Returns probs of the same shape (rows sum to 1 - the
-    sink's share) and the share (..., H, ..., ) without the last axis; (softmax, None) when sinks is None."""
+    sink's share) and the share (..., H, ..., ) without the last axis; (softmax, None) when sinks is None.
+    inplace: the probabilities overwrite `scores`. Same arithmetic as a softmax over [scores, sink] (the row's
+    maximum including the sink is subtracted first), without concatenating a column."""
     if sinks is None:
         return torch.softmax(scores, dim=-1), None
     shape = [1] * scores.dim()
     shape[head_dim] = sinks.shape[0]
-    sink = sinks.to(scores.dtype).view(shape).expand(*scores.shape[:-1], 1)
-    probs = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)
-    return probs[..., :-1], probs[..., -1]
+    sink = sinks.to(scores.dtype).view(shape)  # broadcasts over every row of its head
+    top = torch.maximum(scores.amax(-1, keepdim=True), sink)  # (..., 1): finite even for a row of -inf
+    e = scores.sub_(top).exp_() if inplace else (scores - top).exp()
+    rest = (sink - top).exp()  # the sink's unnormalised weight
+    denom = e.sum(-1, keepdim=True) + rest
+    return e.div_(denom), (rest / denom)[..., 0]
 
 
 def sink_share(lse: torch.Tensor, sinks: torch.Tensor, head_dim: int = 0) -> torch.Tensor:
