@@ -277,7 +277,7 @@ def current_runner() -> Runner | None:
 
 def is_causal(runner) -> bool:
     """A causal language model (keys at or before each query; the window counts previous tokens)."""
-    return getattr(runner, "task", None) == "causal-lm"
+    return bool(getattr(runner, "causal", False))  # asked of the runner (RunnerBase.causal), not its task string
 
 
 FIELDS = ("window", "dilation", "global")  # the configuration's text fields, as the sidebar holds them
