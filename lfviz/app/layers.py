@@ -123,7 +123,8 @@ def experiment(runner, cfg: AttentionConfig) -> None:
     rows = done[1]
     st.dataframe(pd.DataFrame(figs.ablation_table(rows, True)), hide_index=True, key="ablation_table")
     worst = max(rows[1:], key=lambda r: r.span_perplexity)
-    st.markdown(f"Making **{worst.name.replace(' slide', '').replace(' slides', '')}** slide raises the span's "
+    which = (f"layer {worst.layers[0]}" if len(worst.layers) == 1 else f"layers {format_positions(worst.layers)}")
+    st.markdown(f"Making **{which}** slide raises the span's "
                 f"perplexity from **{rows[0].span_perplexity:,.1f}** to **{worst.span_perplexity:,.1f}** "
                 f"({worst.span_perplexity / rows[0].span_perplexity:,.1f}x).")
     st.plotly_chart(figs.ablation_losses(rows, tuple(span)), key="ablation_losses", width="stretch")

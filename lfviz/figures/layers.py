@@ -47,10 +47,14 @@ def _smooth(values, width: int) -> np.ndarray:
 
 
 def ablation_losses(rows: list[AblationRow], span: tuple[int, int] | None = None, width: int = 16) -> go.Figure:
-    """Each run's per-token loss along the text (a running mean over `width` tokens), the span shaded: where the
-    text is predictable only through a full layer, making the full layers slide raises the loss."""
+    """Per-token loss along the text (a running mean over `width` tokens) of the first run (native), the run that
+    raises the span's (else the text's) perplexity most, and the last run (all full layers sliding); the span
+    shaded. Where the text is predictable only through a full layer, making it slide raises the loss."""
     fig = go.Figure()
-    for row in (rows[0], rows[-1]) if len(rows) > 1 else rows:
+    worst = max(rows[1:], key=lambda r: np.nan_to_num(r.span_perplexity if span else r.perplexity)) \
+        if len(rows) > 1 else None
+    shown = [rows[0]] + [r for r in (worst, rows[-1]) if r is not None and r is not rows[0]]
+    for row in dict.fromkeys(shown):  # native, the run that hurts most, all full layers sliding
         fig.add_trace(go.Scatter(y=_smooth(row.losses, width), mode="lines", name=row.name))
     if span:
         fig.add_vrect(x0=span[0], x1=span[1] - 1, fillcolor="#ffd54f", opacity=0.25, line_width=0,
