@@ -1,0 +1,96 @@
+"""A lesson as data: steps, each a claim with the number that proves it (measured now, on the loaded model and
+document, by the analysis the full page uses), a pure Plotly figure, and the page and query parameters that open
+the same configuration in full. No streamlit here: the app, the CLI and the handout read the same `Step`s.
+
+`LessonConfig` holds the lesson's settings; its defaults are short, so the whole lesson precomputes in seconds on
+2 cores (the heavy steps: the advisor, three patterns run for real, the layer ablation). `FULL` is what a lecturer
+with a fast machine may run instead (measured time at 1k, 4k and 16k tokens).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import plotly.graph_objects as go
+
+Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what runs now)
+
+
+@dataclass(frozen=True)
+class LessonConfig:
+    window: int = 64  # two-sided (HF convention): window // 2 keys each side
+    pair_lengths: tuple[int, ...] = (1024, 4096, 16384)  # step 1: pairs and score memory (analytic, any length)
+    time_lengths: tuple[int, ...] = (256, 1024)  # step 1: measured time of one forward pass
+    source: int | None = None  # step 2: the token whose reach is drawn (None: the middle)
+    dilation: int = 4  # step 3: dilation of the upper layers' last heads
+    k: int = 1  # step 4: global tokens the advisor places
+    advisor_size: int = 4  # step 4: its shortlist
+    max_tokens: int = 256  # steps 4-7 run on the document's first max_tokens tokens
+    sinks: int = 4  # step 7: first tokens every token keeps in view
+    gemma_filler: int = 420  # step 8: the copy test's filler, as in the sample (kept as the sample has it)
+
+
+FULL = LessonConfig(time_lengths=(1024, 4096, 16384), k=4, advisor_size=12, max_tokens=1024)
+
+
+@dataclass
+class Step:
+    number: int  # 1-based, as in the URL
+    key: str
+    title: str
+    claim: str
+    value: float | None = None  # the number that proves the claim (None: not computed, see `needs`)
+    value_text: str = ""  # that number in words, with its unit
+    figure: go.Figure | None = None
+    page: str = "pages/pattern.py"  # the full page
+    params: dict = field(default_factory=dict)  # query parameters that open it with this configuration
+    details: list[str] = field(default_factory=list)  # further numbers, one line each
+    needs: str | None = None  # the model to load when this step cannot run on the loaded one (model key)
+    note: str = ""  # why it did not run, or a caveat
+    seconds: float = 0.0  # time to compute the step
+
+
+def cut_text(runner, text: str, max_tokens: int) -> str:
+    """The text up to its `max_tokens`-th token (at a token's end, so no word is cut in two)."""
+    t = runner.tokenize(text)
+    if len(t.input_ids) <= max_tokens or not t.offsets:
+        return text
+    ends = [e for _, e in t.offsets[:max_tokens] if e > 0]
+    return text[: max(ends)] if ends else text
+
+
+def build_lesson(runner, text: str, config: LessonConfig = LessonConfig(), steps=None,
+                 progress: Progress | None = None, model_key: str = "embedded") -> list[Step]:
+    """Every step (or those numbered in `steps`) computed on `runner` and `text`, in order, with progress."""
+    from .steps import STEPS
+
+    chosen = [s for s in STEPS if steps is None or s.number in set(steps)]
+    out = []
+    for i, spec in enumerate(chosen):
+        if progress:
+            progress(i, len(chosen), f"step {spec.number}: {spec.title}")
+        out.append(compute_step(spec.number, runner, text, config, model_key))
+    if progress:
+        progress(len(chosen), len(chosen), "done")
+    return out
+
+
+def compute_step(number: int, runner, text: str, config: LessonConfig = LessonConfig(),
+                 model_key: str = "embedded") -> Step:
+    """One step, measured now (a step that needs another model says which, and is not computed)."""
+    from .steps import STEPS
+
+    if not 1 <= number <= len(STEPS):
+        raise ValueError(f"step {number} does not exist: choose 1 to {len(STEPS)}")
+    spec = STEPS[number - 1]
+    step = Step(spec.number, spec.key, spec.title, spec.claim, page=spec.page)
+    started = time.perf_counter()
+    spec.fill(step, runner, text, config, model_key)
+    step.seconds = time.perf_counter() - started
+    step.params = {k: str(v) for k, v in step.params.items()}
+    return step
+
+
+def with_config(config: LessonConfig, **changes) -> LessonConfig:
+    return replace(config, **changes)

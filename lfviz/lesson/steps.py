@@ -1,0 +1,253 @@
+"""The lesson's eight steps: each `fill` measures its number with the analysis the full page uses, and draws the
+figure with that page's builder (or `figures.lesson` where no page draws it). A step that needs another model
+sets `Step.needs` to the model to load, and computes nothing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..analysis import ablation, advisor, fidelity, pattern_runs, patterns, scaling
+from ..analysis.layers import full_layers
+from ..config import AttentionConfig, LayerSpec
+from ..figures import fidelity as fid_figs
+from ..figures import layers as layer_figs
+from ..figures import lesson as lesson_figs
+from ..figures import pattern as pattern_figs
+from ..samples import get_sample
+from ..textspec import format_positions
+from .core import LessonConfig, Step, cut_text
+
+
+def _causal(runner) -> bool:
+    return bool(getattr(runner, "causal", False))
+
+
+def _n(runner, text: str) -> int:
+    return len(runner.tokenize(text).input_ids)
+
+
+def _perplexity(res) -> float:
+    return res.predictions.summary()["perplexity"]
+
+
+def cost(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
+    H = runner.num_heads
+    spec = LayerSpec(window=cfg.window, dilation=(1,) * H)
+    series = {"full attention": [], f"window {cfg.window}": []}
+    for n in cfg.pair_lengths:
+        c = {x.name: x for x in patterns.layer_costs(spec, n, H, causal=_causal(runner))}
+        series["full attention"].append(c["full"].pairs)
+        series[f"window {cfg.window}"].append(c["Longformer"].pairs)
+        step.details.append(f"{n:,} tokens: full {c['full'].pairs:,} pairs per head "
+                            f"({c['full'].score_bytes / 2**20:,.0f} MiB of scores per layer), window {cfg.window} "
+                            f"{c['Longformer'].pairs:,} ({c['Longformer'].score_bytes / 2**20:,.1f} MiB)")
+    n, full, win = cfg.pair_lengths[-1], series["full attention"][-1], series[f"window {cfg.window}"][-1]
+    step.value = full / win
+    step.value_text = f"{step.value:,.0f}x fewer pairs with window {cfg.window} than full attention at {n:,} tokens"
+    step.figure = lesson_figs.pairs_figure(list(cfg.pair_lengths), series)
+    step.page, step.params = "pages/scaling.py", {"window": cfg.window, "global": ""}
+    if _causal(runner):
+        step.note = "Measured time: the Scaling page measures encoders; load an embedded model to time them here."
+        return
+    rows = scaling.measure(runner, cfg.time_lengths, methods=("lfviz", "full"),
+                           config=AttentionConfig(window=cfg.window), min_point_s=0.0)
+    for r in rows:
+        took = f"{r['seconds']:.3f} s" if r["seconds"] is not None else r["note"]
+        step.details.append(f"measured now, {r['method']} at {r['tokens']:,} tokens: {took}")
+
+
+def _reach_value(curve, n: int) -> int:
+    return sum(b - a + 1 for a, b in curve[-1])
+
+
+def receptive_field(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
+    n = _n(runner, text)
+    source = n // 2 if cfg.source is None else min(max(0, cfg.source), n - 1)
+    specs = AttentionConfig(window=cfg.window).resolve(runner.num_layers, runner.num_heads)
+    curves = patterns.reach_curves(specs, n, (), source, _causal(runner))
+    mine = curves["current configuration"]
+    step.value = _reach_value(mine, n)
+    cover = patterns.layers_to_cover(mine, n)
+    step.value_text = (f"after {len(specs)} layers token {source}'s information reaches "
+                       f"{patterns.describe_reach(mine[-1], n)}")
+    step.details = [f"after layer {x}: {patterns.describe_reach(r, n)}" for x, r in enumerate(mine) if x]
+    step.details.append("it reaches every token after " + (f"{cover} layers" if cover else
+                                                            f"more than the model's {len(specs)} layers"))
+    step.figure = pattern_figs.reach_figure(curves, n, source)
+    step.params = {"window": cfg.window, "global": ""}
+
+
+def dilation_text(num_layers: int, num_heads: int, d: int) -> str:
+    """Dilation `d` on the last two heads of the upper half of the layers, 1 elsewhere (the paper's choice for
+    its upper layers), in the sidebar's syntax: layers split by ';', heads by ','."""
+    heads = ",".join(str(d if h >= num_heads - 2 else 1) for h in range(num_heads))
+    return ";".join(heads if l >= num_layers // 2 else "1" for l in range(num_layers))
+
+
+def dilation(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
+    from ..textspec import parse_dilation
+
+    n, L, H = _n(runner, text), runner.num_layers, runner.num_heads
+    source = n // 2 if cfg.source is None else min(max(0, cfg.source), n - 1)
+    spec_text = dilation_text(L, H, cfg.dilation)
+    plain = AttentionConfig(window=cfg.window).resolve(L, H)
+    dilated = AttentionConfig(window=cfg.window, dilation=parse_dilation(spec_text)).resolve(L, H)
+    a = patterns.reach_curves(plain, n, (), source, _causal(runner))["current configuration"]
+    b = patterns.reach_curves(dilated, n, (), source, _causal(runner))["current configuration"]
+    span = lambda runs_: runs_[-1][1] - runs_[0][0] + 1
+    first = L // 2  # the first dilated layer: where the gaps show
+    step.value = span(b[first + 1]) / span(a[first + 1])
+    step.value_text = (f"{step.value:.2f}x the span after layer {first + 1} with dilation {cfg.dilation} on 2 heads, "
+                       "same keys per query: the dilated heads see every "
+                       f"{cfg.dilation}th token (the gaps), which the other heads fill")
+    step.details = [f"no dilation, after layer {first + 1}: {patterns.describe_reach(a[first + 1], n)}",
+                    f"dilation {cfg.dilation}, after layer {first + 1}: {patterns.describe_reach(b[first + 1], n)}"]
+    name = f"dilation {cfg.dilation} on 2 heads, upper layers"
+    step.figure = pattern_figs.reach_figure({"no dilation": a, name: b}, n, source)
+    step.params = {"window": cfg.window, "dilation": spec_text, "global": ""}
+
+
+def global_token(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
+    short = cut_text(runner, text, cfg.max_tokens)
+    base = AttentionConfig(window=cfg.window)
+    reference = fidelity.attention_from_afar(runner, short, base)
+    advice = advisor.advise(runner, short, base, k=cfg.k, size=cfg.advisor_size, reference=reference,
+                            compare_presets=False)
+    full = reference[0]
+    runs = {name: fidelity.measure(full, runner.run(short, config=c, capture=False, output_hidden_states=True))
+            for name, c in (("no global tokens", base), (f"advisor's pick: {format_positions(advice.positions)}",
+                                                         advice.config))}
+    before, after = advice.base_gap, advice.gap
+    step.value = 1 - after / before if before else 0.0
+    spot = fidelity.blind_spots(runs["no global tokens"], 1)
+    step.value_text = (f"{advice.k} global token(s) at {format_positions(advice.positions)} close {step.value:.0%} "
+                       f"of the gap: {advisor.describe_gap(advice.objective, before, advice.reference)} without, "
+                       f"{advisor.describe_gap(advice.objective, after, advice.reference)} with")
+    if spot:
+        step.details.append(f"the worst blind spot without global tokens: token {spot[0]}")
+    step.details.append(f"{advice.runs} measured runs on the first {_n(runner, short):,} tokens")
+    step.figure = fid_figs.layer_fidelity({k: v.per_layer for k, v in runs.items()})
+    step.page = "pages/fidelity.py"
+    step.params = {"window": cfg.window, "global": ",".join(map(str, advice.positions))}
+
+
+def ramp(window: int, num_layers: int) -> tuple[int, ...]:
+    """Even windows rising from window/2 (layer 0) to 3 window/2 (the last), summing to num_layers x window: the
+    same keys per query as `window` everywhere, spent high rather than low."""
+    if num_layers == 1:
+        return (window,)
+    w = [2 * max(1, round(window * (0.5 + l / (num_layers - 1)) / 2)) for l in range(num_layers)]
+    w[-1] += num_layers * window - sum(w)  # rounding moved the total: the top layer takes the difference
+    return tuple(w)
+
+
+def per_layer(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
+    short = cut_text(runner, text, cfg.max_tokens)
+    n = _n(runner, short)
+    windows = ramp(cfg.window, runner.num_layers)
+    full = runner.run(short, config=fidelity.reference_config(runner, n), capture=False, output_hidden_states=True)
+    configs = {f"window {cfg.window} everywhere": AttentionConfig(window=cfg.window),
+               "small low, large high": AttentionConfig(window=windows)}
+    fids = {k: fidelity.measure(full, runner.run(short, config=c, capture=False, output_hidden_states=True))
+            for k, c in configs.items()}
+    same, rising = (f.gap for f in fids.values())
+    step.value = rising / same if same else float("nan")
+    step.value_text = (f"windows {format_positions(windows)} end at {rising:.4g} from {fidelity.reference_name(full)}, "
+                       f"{step.value:.2f}x the gap of window {cfg.window} everywhere ({same:.4g}), at the same cost")
+    step.figure = fid_figs.layer_fidelity({k: f.per_layer for k, f in fids.items()})
+    step.page, step.params = "pages/fidelity.py", {"window": ",".join(map(str, windows)), "global": ""}
+
+
+def three_patterns(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
+    short = cut_text(runner, text, cfg.max_tokens)
+    runs = pattern_runs.run_patterns(runner, short, AttentionConfig(window=cfg.window), layer=0, cells=64)
+    gaps = {r.name: r.gap for r in runs}
+    step.value = gaps[pattern_runs.LONGFORMER]
+    step.value_text = "; ".join(f"{r.name} {r.gap:.4g}" for r in runs) + " from full attention, at about " \
+        f"{runs[0].keys_per_query:,.0f} keys per query"
+    step.details = [f"{r.name}: {r.settings}; {r.keys_per_query:,.1f} keys per query; {r.seconds:.2f} s"
+                    + (f" ({r.note})" if r.note else "") for r in runs]
+    step.figure = lesson_figs.value_bars({k: v for k, v in gaps.items() if v == v}, "Distance from full attention "
+                                         "at the same budget (lower is closer)", "gap")
+    step.params = {"window": cfg.window, "global": ""}
+
+
+def sinks(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
+    step.page, step.params = "pages/fidelity.py", {"model": "smollm2", "window": cfg.window,
+                                                  "global": ",".join(map(str, range(cfg.sinks)))}
+    if not _causal(runner):
+        step.needs, step.note = "smollm2", "This step needs a causal language model: load SmolLM2 to measure it."
+        return
+    short = cut_text(runner, text, cfg.max_tokens)
+    n = _n(runner, short)
+    configs = {"window alone": AttentionConfig(window=cfg.window),
+               f"window + {cfg.sinks} sinks": AttentionConfig(window=cfg.window, global_tokens=tuple(range(cfg.sinks))),
+               "full attention": fidelity.full_attention(n)}
+    ppl = {k: _perplexity(runner.run(short, config=c, capture=False)) for k, c in configs.items()}
+    step.value = ppl[f"window + {cfg.sinks} sinks"]
+    step.value_text = (f"perplexity {ppl['window alone']:,.1f} with window {cfg.window} alone, {step.value:,.1f} "
+                       f"with {cfg.sinks} sinks, {ppl['full attention']:,.1f} with full attention ({n:,} tokens)")
+    step.figure = lesson_figs.value_bars(ppl, "Perplexity: a window, the same plus sinks, full attention",
+                                         "perplexity")
+    step.params["model"] = model_key
+
+
+def interleaved(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
+    step.page, step.params = "pages/pattern.py", {"model": "gemma3-270m", "sample": "copy_test", "window": "native",
+                                                 "global": ""}
+    if not (_causal(runner) and full_layers(runner.native_windows)):
+        step.needs, step.note = "gemma3-270m", ("This step needs a model trained with sliding and full layers "
+                                                "interleaved: load Gemma 3 270M to run the copy test.")
+        return
+    ids = runner.tokenize(get_sample("copy_test").text).input_ids
+    span = ablation.repeated_span(ids)
+    rows = ablation.layer_ablation(runner, ids, runner.native_config(), span)
+    pick = (lambda r: r.span_perplexity) if span else (lambda r: r.perplexity)
+    native, worst = pick(rows[0]), max(rows[1:], key=pick)
+    step.value = pick(worst) / native
+    where = f"the second copy (tokens {span[0]:,}-{span[1] - 1:,})" if span else "the text"
+    step.value_text = (f"{where}: perplexity {native:,.1f} native, {pick(worst):,.1f} when {worst.name} "
+                       f"({step.value:,.1f}x)")
+    step.details = [f"{r.name}: perplexity {r.perplexity:,.1f}" + (f", second copy {r.span_perplexity:,.1f}"
+                                                                  if span else "") for r in rows]
+    step.figure = layer_figs.ablation_losses(rows, span)
+    step.params["model"] = model_key
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    number: int
+    key: str
+    title: str
+    claim: str
+    page: str
+    fill: Callable[..., None]
+
+
+STEPS = (
+    StepSpec(1, "cost", "Full attention's cost grows as n²; a window's grows as n",
+             "Every token attending every token costs n² pairs; a window of W costs about n x W. Double the text and "
+             "full attention costs four times as much, the window twice.", "pages/scaling.py", cost),
+    StepSpec(2, "window", "The sliding window, and the receptive field growing layer by layer",
+             "One layer lets a token see only its neighbours, but each layer passes on what it saw: after l layers "
+             "information has travelled l x W/2 tokens each way.", "pages/pattern.py", receptive_field),
+    StepSpec(3, "dilation", "Dilation widens the span, leaving gaps",
+             "A head that looks at every d-th neighbour sees d times as far with the same number of keys; the "
+             "tokens in between are skipped, and other heads must fill the gaps.", "pages/pattern.py", dilation),
+    StepSpec(4, "global", "A blind spot, and a global token that fixes it",
+             "A window cannot see far; a few global tokens that see and are seen by everything carry information "
+             "across the text. The advisor picks where, by measuring.", "pages/fidelity.py", global_token),
+    StepSpec(5, "layers", "Windows per layer",
+             "Small windows low and large windows high, against one window everywhere, at the same cost (as "
+             "Longformer's paper does for character LM). Whether it helps this model is measured, not assumed.",
+             "pages/fidelity.py", per_layer),
+    StepSpec(6, "patterns", "BigBird, Reformer LSH and Longformer at the same budget",
+             "Three sparse patterns with about as many keys per query, run on the same weights: each one's distance "
+             "from full attention.", "pages/pattern.py", three_patterns),
+    StepSpec(7, "sinks", "Sinks in a causal LM",
+             "A language model trained with full attention piles attention on its first tokens; a window that drops "
+             "them breaks it, and keeping 4 'sinks' in view repairs most of the damage.", "pages/fidelity.py", sinks),
+    StepSpec(8, "gemma3", "Today's LLMs: Gemma 3's interleaved sliding and full layers",
+             "Gemma 3 slides in 5 of every 6 layers; its few full layers carry the long range. Make them slide and "
+             "the model can no longer copy a passage it read 420 tokens before.", "pages/pattern.py", interleaved),
+)
