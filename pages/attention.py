@@ -1,12 +1,13 @@
 """Attention: one head's weights over the whole document (band form), a dense zoom, the global tokens, the
-attention each token receives laid over the text, and an overview of every head."""
+attention each token receives laid over the text, an overview of every head, and, for a model with learned sinks,
+the sink mass."""
 import json
 
 import streamlit as st
 
 from lfviz.analysis.positions import copied_every
 from lfviz.app import attention_tabs as tabs
-from lfviz.app import cache, routing, state
+from lfviz.app import cache, routing, sink_mass, state
 
 routing.ensure_app_routing()
 ss = st.session_state
@@ -26,6 +27,7 @@ weights = res.capture.weights(layer)
 run_key = json.dumps([res.model_id, state.document_key(), res.config.to_dict(), ss.get("question")])
 st.markdown(f"**Layer {layer}, head {head}** - {res.n:,} tokens, {tabs.window_text(res, layer)}, dilation "
             f"{int(weights.dilation[head])}, global tokens: {', '.join(map(str, weights.global_tokens)) or 'none'}")
+sink_mass.note(res)
 
 band_tab, zoom_tab, global_tab, text_tab, grid_tab = tabs.open_tabs()
 with band_tab:
@@ -38,3 +40,4 @@ with text_tab:
     tabs.received_over_text(res, run_key, layer, head)
 with grid_tab:
     tabs.head_overview(res, run_key, layer, head)
+sink_mass.section(res, layer, head)  # models with learned sinks only
