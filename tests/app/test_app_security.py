@@ -206,19 +206,32 @@ def test_a_hub_id_never_downloads_unless_the_owner_allows_it(shared, monkeypatch
     assert asked == [True, False]
 
 
-def test_the_custom_model_field_loads_a_local_folder(tmp_path, bert_tokenizer):
-    """Local use (loopback): a Longformer folder typed in the field loads and becomes the model."""
+@pytest.mark.parametrize("kind", ["longformer", "bert", "causal"])
+def test_the_custom_model_field_loads_a_local_folder(tmp_path, bert_tokenizer, tiny_gemma3, kind):
+    """Local use (loopback): a Longformer, BERT or causal LM folder typed in the field loads and becomes the model
+    (the field used to snap back to Embedded)."""
     from conftest import save_tiny
-    from transformers import LongformerModel
+    from transformers import BertConfig, BertModel, LongformerModel
 
-    folder = save_tiny(LongformerModel, tmp_path / "tiny-longformer", bert_tokenizer)
+    folder = tmp_path / f"tiny-{kind}"
+    if kind == "longformer":
+        save_tiny(LongformerModel, folder, bert_tokenizer)
+    elif kind == "bert":
+        BertModel(BertConfig(vocab_size=bert_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=4, intermediate_size=37)).save_pretrained(folder)
+        bert_tokenizer.save_pretrained(folder)
+    else:
+        tiny_gemma3.model.save_pretrained(folder, safe_serialization=True)
+        bert_tokenizer.save_pretrained(folder)
     at = new_app(300)
     at.run()
     _custom_model(at, str(folder))
     assert not at.error, [e.value for e in at.error]
     assert at.session_state["model"] == str(folder.resolve())
     at.run()  # stays chosen on the next run
-    assert at.selectbox(key="model_choice").value == "custom"
+    assert at.selectbox(key="model_choice").value == "custom" and not at.exception
+    if kind == "causal":
+        assert at.session_state["window"] == "native"  # trained with a sliding window: starts with its own pattern
 
 
 def test_an_export_with_a_global_token_past_its_text_is_refused_by_name(embedded, tmp_path):
