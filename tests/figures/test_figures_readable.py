@@ -3,7 +3,6 @@ metrics on scales of their own, dilated reach with visible gaps, ordinals in wor
 checks is tests/browser/test_browser_readable.py."""
 import math
 
-import numpy as np
 import pytest
 
 from lfviz.analysis import patterns
