@@ -1,5 +1,6 @@
-"""A placement study: every document x strategy of a corpus measured against the same weights under full
-attention (`rows.study_document`), one row each, written to Parquet with a summary per strategy.
+"""A placement study: every document x strategy of a corpus measured against the same weights under the model's
+reference pattern (`rows.study_document`: full attention, or the native pattern of a model trained with sliding
+windows), one row each, written to Parquet with a summary per strategy; both say which reference was in force.
 
 Rows go to `<out>.parts/` one file per document as they finish, so a killed study resumes from the documents it
 has (`run_study` skips their ids); the end of the study gathers them into `<out>` (sorted by document, then
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from ..analysis.fidelity import reference_config, reference_name
 from ..config import AttentionConfig
 from .corpus import Doc, read_corpus
 from .distributed import run_on_ray
@@ -87,9 +89,10 @@ def _gather(out: Path, strategies: list[str]) -> pd.DataFrame:
     return rows.drop(columns="_s").reset_index(drop=True)
 
 
-def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+def summarize(rows: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
     """Per strategy, in the study's order: documents, failures, the gap's mean and quantiles, how often it was
-    the closest to full attention among the strategies, global tokens and seconds per document."""
+    the closest to the reference among the strategies, global tokens and seconds per document; with `reference`
+    (a study's settings["reference"], e.g. "the native pattern") a last column saying what the gap is to."""
     ok = rows[rows["error"].isna()]
     best = ok.loc[ok.groupby("id")["gap"].idxmin(), "strategy"].value_counts() if len(ok) else pd.Series(dtype=int)
     out = []
@@ -102,7 +105,8 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
                     "gap p90": q[2], "closest share": float(best.get(name, 0)) / max(1, ok["id"].nunique()),
                     "global tokens mean": float(good["global_tokens"].mean()) if len(good) else math.nan,
                     "seconds mean": float(good["seconds"].mean()) if len(good) else math.nan})
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    return table if reference is None else table.assign(reference=reference)
 
 
 def summary_path(out: Path) -> Path:
@@ -114,20 +118,33 @@ def run_study(corpus: str | Path, out: str | Path, model: str = "embedded",
               config: AttentionConfig | None = None, strategies: str | list[str] = "first,sentence-starts,advisor:8",
               objective: str = "auto", queries=(), engine: str = "local", device: str = "auto",
               max_tokens: int | None = None, threads: int | None = None, limit: int | None = None,
-              progress: Callable[[int, int, str], None] | None = None, runner=None, **ray_options) -> pd.DataFrame:
+              progress: Callable[[int, int, str], None] | None = None, runner=None, native: bool = False,
+              **ray_options) -> pd.DataFrame:
     """Measure every document x strategy of `corpus` (see corpus.py) and write `out` (Parquet) and its summary.
     Documents already in `out` or its parts (a killed or extended study) are not measured again; settings that
     differ from theirs are refused. engine: "local" (this process) or "ray" (`distributed.run_on_ray`; its
     options: address, actors, cpus_per_actor, num_gpus). threads: torch threads per worker (equal threads give
     equal numbers to the last bit). progress(done, total, id) after each document. runner: an already loaded
-    runner of `model` for the local engine (the app's). Returns the rows."""
+    runner of `model` (the app's). native: measure under the model's own per-layer pattern
+    (`AttentionConfig.native`, keeping config's dilation), what `--window native` asks for.
+    The model is loaded here once (and handed to the local engine) to resolve "native" and to know the reference
+    every strategy is measured against (`fidelity.reference_config`), which the results' settings record as
+    settings["reference"] and the summary's last column repeats. Returns the rows."""
     out = Path(out)
     config = (config or AttentionConfig(window=256)).replace(global_tokens=())
+    if runner is None:
+        from ..model.loading import load_runner
+
+        kwargs = {} if max_tokens is None else {"max_tokens": max_tokens}  # Ray's actors hold their own copy
+        runner = load_runner(model, device="cpu" if engine == "ray" else device, **kwargs)
+    if native:
+        config = AttentionConfig.native(runner, dilation=config.dilation)
     names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
     plan = parse_strategies(",".join(names))
     docs = read_corpus(corpus)[:limit]
     settings = {"model": model, "config": config.to_dict(), "strategies": [s.name for s in plan],
-                "objective": objective, "queries": list(queries), "corpus": str(corpus)}
+                "objective": objective, "queries": list(queries), "corpus": str(corpus),
+                "reference": reference_name(reference_config(runner, 1))}  # the model's, whatever the text's length
     _check_settings(out, settings)
     parts = parts_dir(out)
     parts.mkdir(parents=True, exist_ok=True)
@@ -147,7 +164,7 @@ def run_study(corpus: str | Path, out: str | Path, model: str = "embedded",
     job = dict(model=model, config=config.to_dict(), strategies=settings["strategies"], objective=objective,
                queries=list(queries), device=device, max_tokens=max_tokens, threads=threads)
     if engine == "local":
-        for rows in run_here(todo, runner=runner, **job):
+        for rows in run_here(todo, runner=runner, **job):  # the model loaded above
             keep(rows)
     elif engine == "ray":
         for rows in run_on_ray(todo, job, **ray_options):
@@ -156,14 +173,14 @@ def run_study(corpus: str | Path, out: str | Path, model: str = "embedded",
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     rows = _gather(out, settings["strategies"])
     _write(rows, out, settings)
-    summarize(rows).to_csv(summary_path(out), index=False)
+    summarize(rows, settings["reference"]).to_csv(summary_path(out), index=False)
     shutil.rmtree(parts)
     return rows
 
 
 def _check_settings(out: Path, settings: dict) -> None:
-    same = lambda old: {k: v for k, v in old.items() if k != "corpus"} == \
-        {k: v for k, v in settings.items() if k != "corpus"}
+    kept = lambda s: {k: v for k, v in s.items() if k not in ("corpus", "reference")}  # reference: the model's
+    same = lambda old: kept(old) == kept(settings)
     old = None
     if parts_dir(out).joinpath("settings.json").is_file():
         old = json.loads(parts_dir(out).joinpath("settings.json").read_text())
@@ -175,7 +192,8 @@ def _check_settings(out: Path, settings: dict) -> None:
 
 
 def _describe(s: dict) -> str:
-    return f"model {s['model']}, window {s['config'].get('window')}, strategies {','.join(s['strategies'])}"
+    window = "native" if s["config"].get("native") else s["config"].get("window")
+    return f"model {s['model']}, window {window}, strategies {','.join(s['strategies'])}"
 
 
 def run_here(docs: list[Doc], threads: int | None = None, **job):

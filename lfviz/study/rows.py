@@ -1,6 +1,7 @@
 """What a study measures on one document: one row per strategy (`SCHEMA`), each a run against the same weights
-under full attention (`analysis.fidelity`), and the `Worker` that holds one loaded model for it (the local engine's,
-and each Ray actor's)."""
+under the reference pattern (`analysis.fidelity.reference_config`: full attention, or the native pattern of a model
+trained with sliding windows), and the `Worker` that holds one loaded model for it (the local engine's, and each Ray
+actor's)."""
 from __future__ import annotations
 
 import time
@@ -18,7 +19,7 @@ from .strategies import Strategy, parse_strategies, placement
 SCHEMA = pa.schema([
     ("doc", pa.int64()), ("id", pa.string()), ("strategy", pa.string()), ("tokens", pa.int64()),
     ("global_tokens", pa.int64()), ("positions", pa.list_(pa.int64())), ("objective", pa.string()),
-    ("gap", pa.float64()),  # 0 = as full attention (`fidelity.gap`)
+    ("gap", pa.float64()),  # 0 = as the reference (`fidelity.gap`)
     ("pooled_cosine", pa.float64()), ("perplexity_ratio", pa.float64()),  # encoders / causal LMs
     ("divergence_mean", pa.float64()), ("divergence_last", pa.float64()),  # per-layer 1 - cos: mean, last layer
     ("divergence_worst_layer", pa.int64()), ("prediction_change_max", pa.float64()),
