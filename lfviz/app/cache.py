@@ -91,7 +91,7 @@ def reset_store(total: int | None = None, overhead: int | None = None) -> ByteLR
         return _STORE
 
 
-def _load(model: str) -> Runner:
+def _load(model: str, progress=None) -> Runner:
     s = store()
     need = LOAD_BYTES.get(model, 1_000_000_000)
     if s.make_room(need) < need:
@@ -99,7 +99,7 @@ def _load(model: str) -> Runner:
                                 f"the server's memory budget leaves ({gib(s.total)} for the whole server, set by "
                                 f"{BUDGET_ENV}); close the "
                                 "pages using other models or raise the budget")
-    runner = serving.load_model(model)  # the owner's rules: which folders, whether the Hub may be reached
+    runner = serving.load_model(model, progress)  # the owner's rules: which folders, whether the Hub may be reached
     if runner.device.type == "cuda":
         runner.warm_up()
     return runner
@@ -118,8 +118,11 @@ def get_runner(model: str) -> Runner:
     runner = store().get(key)
     if runner is not None:
         return runner
+    said = st.empty()  # a first load converts a GGUF for a minute or more: say what it is doing meanwhile
     with st.spinner("Loading the model..."):
-        return store().get_or_compute(key, lambda: _load(model), size=runner_bytes)
+        runner = store().get_or_compute(key, lambda: _load(model, lambda text: said.info(text)), size=runner_bytes)
+    said.empty()
+    return runner
 
 
 def _run(model: str, text: str, config_json: str, queries: tuple[str, ...], question: str | None, capture: bool):

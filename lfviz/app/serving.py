@@ -98,10 +98,12 @@ def custom_model_key(text: str) -> str:
     return str(server_path(text, "a model folder"))
 
 
-def load_model(key: str):
+def load_model(key: str, progress=None):
     """Load the runner for a model key under the owner's rules: embedded models, Hub ids from the cache (downloads
     only where the owner allowed them), folders only where paths are allowed (checked again here: a key is not
     trusted for having been checked when it was typed)."""
+    if key in PACKAGED:  # SmolLM2, Gemma 3 270M: the first load converts, and says what it is doing
+        return load_runner(key, progress=progress)
     if key in BUILT_IN:
         return BUILT_IN[key]()
     if HUB_ID.fullmatch(key) and not key.startswith((".", "~", "/")):
@@ -110,5 +112,4 @@ def load_model(key: str):
 
 
 BUILT_IN = {"embedded": lambda: load_runner("embedded"),
-            "embedded-16k": lambda: load_runner("embedded", max_tokens=16384),
-            **{key: (lambda key=key: load_runner(key)) for key in PACKAGED}}  # SmolLM2, Gemma 3 270M (PyPI)
+            "embedded-16k": lambda: load_runner("embedded", max_tokens=16384)}
