@@ -2,14 +2,15 @@
 serves the app, against its budget (LFVIZ_MEMORY_BUDGET_GB, default 6 GiB).
 
 The app is driven in this process with Streamlit's AppTest, which runs the pages' scripts as the server would
-(same modules, same process-wide caches), so this process's VmHWM is the server's. The tour: every page on each of
-the three samples with the embedded model; then each causal model (SmolLM2 by default) on the article sample
+(same modules, same process-wide caches), so this process's VmHWM is the server's. The tour: every page on each
+bundled sample with the embedded model; then each causal model (SmolLM2 by default) on the article sample
 (~4k tokens) through every page, the Global-token lab with its full-attention loss panel included; then a small
 study on the samples (embedded model). After each step: the process's RSS and peak RSS, and what the app's cache
-holds by its own accounting. The Scaling page is visited, not measured (its measurements are the user's choice
-of lengths, each run checked by that page).
+holds by its own accounting. The Scaling page is visited, not measured (what it measures is the user's choice of
+lengths; one layer's scores are limited to half of what the budget leaves).
 
-    .venv/bin/python bench/memory_tour.py [--models smollm2] [--budget-gb 6] [--skip-embedded] [--json out.json]
+    .venv/bin/python bench/memory_tour.py [--models smollm2,gemma3-270m] [--budget-gb 6] [--skip-embedded] \
+        [--json bench/memory_tour_results.json]
 """
 from __future__ import annotations
 
