@@ -132,6 +132,11 @@ def run_study(corpus: str | Path, out: str | Path, model: str = "embedded",
     settings["reference"] and the summary's last column repeats. Returns the rows."""
     out = Path(out)
     config = (config or AttentionConfig(window=256)).replace(global_tokens=())
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
+    plan = parse_strategies(",".join(names))
+    docs = read_corpus(corpus)[:limit]  # bad strategies or corpus refused before a slow load
     if runner is None:
         from ..model.loading import load_runner
 
@@ -139,9 +144,6 @@ def run_study(corpus: str | Path, out: str | Path, model: str = "embedded",
         runner = load_runner(model, device="cpu" if engine == "ray" else device, **kwargs)
     if native:
         config = AttentionConfig.native(runner, dilation=config.dilation)
-    names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
-    plan = parse_strategies(",".join(names))
-    docs = read_corpus(corpus)[:limit]
     settings = {"model": model, "config": config.to_dict(), "strategies": [s.name for s in plan],
                 "objective": objective, "queries": list(queries), "corpus": str(corpus),
                 "reference": reference_name(reference_config(runner, 1))}  # the model's, whatever the text's length
