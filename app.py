@@ -20,6 +20,7 @@ pages = [
     st.Page("pages/study.py", title="Study"),
     st.Page("pages/head_view.py", title="Head view"),
     st.Page("pages/scaling.py", title="Scaling"),
+    st.Page("pages/lesson.py", title="Lesson"),
 ]
 nav = st.navigation(pages)
 sidebar.sidebar()

@@ -17,6 +17,7 @@ MODEL_CHOICES = {"embedded": "Embedded MiniLM, converted (4,096 tokens)",
                  "smollm2": "SmolLM2-135M-Instruct: a causal language model, 4-bit (8,192 tokens)",
                  "gemma3-270m": "Gemma 3 270M: trained with sliding windows, 5 sliding : 1 full layer (4-bit)"}
 URL_KEYS = ("model", "sample", "window", "dilation", "global", "layer", "head", "queries", "question", "tab")
+LESSON_URL_KEYS = ("step", "present")  # the Lesson page's own (lfviz/app/lesson.py): left alone by sync_query_params
 CUSTOM_TEXT_NOTE = ("The sender's link was made on their own text, which a link cannot carry (only samples travel "
                     "in links): this is the default sample with their settings, so global token positions may land on "
                     "other tokens. Ask the sender for an export (Document page, 'Export this run') and open it there.")

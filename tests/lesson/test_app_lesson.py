@@ -1,0 +1,95 @@
+"""AppTest of the Lesson page: the step in the URL, next and previous, presenter mode, try it, the way to the full
+page, and the handout download (tiny lesson settings, a short text)."""
+import pytest
+
+from lfviz.lesson import LessonConfig
+from lfviz.samples import get_sample
+from tests.apptools import new_app
+
+TINY = LessonConfig(window=16, pair_lengths=(256, 1024), time_lengths=(64, 128), max_tokens=64, advisor_size=3)
+
+
+def lesson_app(**params):
+    at = new_app()
+    at.session_state["document"] = get_sample("article").text[:800]
+    at.session_state["sample"] = "custom"
+    at.session_state["lesson_base"] = TINY
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page("pages/lesson.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def header(at) -> str:
+    return at.header[0].value
+
+
+@pytest.fixture(scope="module")
+def at():
+    return lesson_app(step="5")
+
+
+def test_a_link_opens_its_step(at):
+    assert header(at).startswith("Step 5 of 8. Windows per layer")
+    assert at.query_params["step"] == ["5"] or at.query_params["step"] == "5"
+    assert at.get("plotly_chart")
+
+
+def test_next_and_previous_move_and_the_url_follows(at):
+    at.button(key="lesson_next").click().run()
+    assert header(at).startswith("Step 6 of 8") and str(at.query_params["step"]).strip("[]'") == "6"
+    at.button(key="lesson_prev").click().run()
+    at.button(key="lesson_prev").click().run()
+    assert header(at).startswith("Step 4 of 8") and str(at.query_params["step"]).strip("[]'") == "4"
+    assert not at.exception
+
+
+def test_the_last_step_says_which_model_to_load(at):
+    for _ in range(4):
+        at.button(key="lesson_next").click().run()
+    assert header(at).startswith("Step 8 of 8")
+    assert at.button(key="lesson_next").disabled
+    assert "Gemma 3" in at.button(key="lesson_load").label
+    assert any("Gemma 3" in i.value for i in at.info)
+
+
+def test_try_it_recomputes_one_step(at):
+    at.query_params["step"] = "2"
+    at.run()
+    before = at.success[0].value
+    at.slider(key="lesson_try_2").set_value(5).run()
+    assert "token 5's" in at.success[0].value and at.success[0].value != before
+    assert not at.exception
+
+
+def test_handout_is_offered(at):
+    at.query_params["step"] = "3"
+    at.run()
+    assert at.get("download_button")
+
+
+def test_presenter_mode_from_the_url_hides_the_sidebar():
+    at = lesson_app(step="3", present="1")
+    assert at.toggle(key="lesson_present").value
+    css = [m.value for m in at.markdown if "stSidebar" in m.value]
+    assert css and "display:none" in css[0]
+    assert not at.title  # large type: the page title gives way to the step
+    at.toggle(key="lesson_present").set_value(False).run()
+    assert "present" not in at.query_params and at.title
+
+
+def test_a_bad_step_in_the_url_is_corrected():
+    at = lesson_app(step="12")
+    assert header(at).startswith("Step 8 of 8")
+    at2 = lesson_app(step="x")
+    assert header(at2).startswith("Step 1 of 8") and any("not a number" in w.value for w in at2.warning)
+
+
+def test_open_the_full_page_with_the_steps_configuration(at):
+    at.query_params["step"] = "3"
+    at.run()
+    at.button(key="lesson_open").click().run()
+    assert at.session_state["dilation"].split(";")[-1].endswith("4,4")
+    assert at.session_state["window"] == "16"
+    assert not at.exception
