@@ -32,13 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--fp16", action="store_true", help="store captured attention in float16")
     cap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     cap.add_argument("--max-tokens", type=int, default=4096, help="embedded model positions: 4096 or 16384")
-    study = sub.add_parser("study", help="which placement of global tokens keeps the model closest to full "
-                                         "attention, over a corpus (Parquet results + a summary per strategy)")
+    study = sub.add_parser("study", help="which placement of global tokens keeps the model closest to its "
+                                         "reference (full attention, or the native pattern of a model trained "
+                                         "with sliding windows), over a corpus (Parquet results + a summary per "
+                                         "strategy)")
     study.add_argument("corpus", help="a folder of .txt files, a .jsonl file or a .parquet file with a 'text' column "
                                       "(optional 'question', 'id')")
     study.add_argument("--out", required=True, help="results .parquet (rerun with the same --out to resume)")
     study.add_argument("--model", default="embedded", help="'embedded', 'smollm2', a local folder or a Hub id")
-    study.add_argument("--window", default="256", help="two-sided window: one int, or one per layer")
+    study.add_argument("--window", default="256", help="two-sided window: one int, or one per layer, or 'native': "
+                                                       "the model's own per-layer pattern")
     study.add_argument("--dilation", default="1", help="as for capture")
     study.add_argument("--strategies", default="first,question,sentence-starts,every-k:256,advisor:8",
                        help="comma-separated: none, first, first-k:K, question, sentence-starts, every-k:K, "
@@ -65,26 +68,41 @@ def study_main(args) -> int:
     import pandas as pd
 
     from .config import AttentionConfig
-    from .study.job import run_study, summarize, summary_path
+    from .study.job import read_results, run_study, summarize, summary_path
 
     def progress(done, total, doc_id):
         print(f"\r{done}/{total} documents" + (f" (last: {doc_id[:40]})" if doc_id else ""), end="",
               file=sys.stderr, flush=True)
 
-    config = AttentionConfig(window=parse_window(args.window), dilation=parse_dilation(args.dilation))
+    native = str(args.window).strip().lower() == NATIVE  # run_study resolves it against the loaded model
+    try:
+        window = 2 if native else parse_window(args.window)  # with native, a placeholder the model's windows replace
+    except ValueError as e:
+        raise ValueError(f"{e}, or write 'native' for the model's own per-layer pattern") from e
+    config = AttentionConfig(window=window, dilation=parse_dilation(args.dilation))
     options = dict(address=args.address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
                    num_gpus=args.num_gpus) if args.engine == "ray" else {}
     rows = run_study(args.corpus, args.out, model=args.model, config=config, strategies=args.strategies,
                      objective=args.objective, queries=args.query, engine=args.engine, device=args.device,
-                     max_tokens=args.max_tokens, threads=args.threads, limit=args.limit, progress=progress, **options)
+                     max_tokens=args.max_tokens, threads=args.threads, limit=args.limit, progress=progress,
+                     native=native, **options)
     print(file=sys.stderr)
-    summary = summarize(rows)  # what run_study wrote to the summary file
+    settings = read_results(args.out)[1]
+    summary = summarize(rows, settings["reference"])  # what run_study wrote to the summary file
+    shown = "native (the model's own per-layer pattern)" if native else args.window
+    print(f"Window {shown}; every strategy measured against {settings['reference']} "
+          f"({_why(settings['reference'])}).")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(summary.round(4).to_string(index=False))
+        print(summary.drop(columns="reference").round(4).to_string(index=False))  # the line above says it
     failed = rows["error"].notna().sum()
     print(f"{rows['id'].nunique()} documents x {len(summary)} strategies -> {args.out}; summary -> "
           f"{summary_path(Path(args.out))}" + (f"; {failed} rows failed (see their 'error')" if failed else ""))
     return 0
+
+
+def _why(reference: str) -> str:
+    return ("the model was trained with sliding windows, so full attention is not its truth"
+            if reference == "the native pattern" else "the model was trained with full attention")
 
 
 def main(argv=None) -> int:
