@@ -139,3 +139,15 @@ def test_handout_is_offline_and_has_every_step(embedded, text):
 def test_every_step_has_a_title_claim_and_page():
     assert [s.number for s in STEPS] == list(range(1, 9))
     assert all(s.title and s.claim and s.page.startswith("pages/") for s in STEPS)
+
+
+def test_cli_writes_the_handout(tmp_path, capsys):
+    from lfviz.cli import main
+
+    out = tmp_path / "lesson.html"
+    assert main(["lesson", "--steps", "2,3", "--window", "16", "-o", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "Step 2. The sliding window" in html and "Step 3. Dilation" in html and "Step 1." not in html
+    assert "step 2 (" in capsys.readouterr().out
+    assert main(["lesson", "--window", "15", "-o", str(out)]) == 2
+    assert "even two-sided window" in capsys.readouterr().err
