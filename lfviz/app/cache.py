@@ -146,8 +146,13 @@ def check_fits(model: str, need: RunBytes, config: AttentionConfig, capture: boo
     runner = get_runner(model)
     n = longest_fitting(runner, need.n, config, free, capture=capture)
     biggest = max(need.parts.items(), key=lambda kv: kv[1])
-    fixes = [f"shorten the text to about {n:,} tokens (it has {need.n:,})" if n else "shorten the text"]
-    if capture:
+    fixes = [f"shorten the text to about {n:,} tokens (it has {need.n:,})" if n else
+             f"raise {BUDGET_ENV} (no length of text fits what is left: other pages' models hold the rest)"]
+    full = all(spec.one_sided >= need.n - 1 for spec in config.resolve(runner.num_layers, runner.num_heads))
+    if capture and full:  # e.g. the lab's full-attention baseline
+        fixes.append("use a window narrower than the text, or another baseline (this is full attention captured: "
+                     "n x n per head and layer)")
+    elif capture:
         fixes.append("narrow the window (captured attention grows with it; a window covering the text is full "
                      "attention, n x n)")
     raise MemoryBudgetError(

@@ -120,7 +120,7 @@ def test_a_run_that_cannot_fit_is_refused_before_it_runs_with_what_to_change(sma
     assert not at.exception
     message = " ".join(e.value for e in at.error)
     assert "memory budget" in message and "LFVIZ_MEMORY_BUDGET_GB" in message
-    assert "shorten the text to about" in message and "narrow the window" in message
+    assert "shorten the text to about" in message and "another baseline" in message
     assert "Nothing was run" in message
     assert not ran  # refused before the model ran
     assert small_budget.used <= small_budget.budget
@@ -195,3 +195,19 @@ def test_the_scaling_page_skips_lengths_whose_scores_exceed_what_the_budget_leav
     rows = at.session_state["scaling_results"]["rows"]
     skipped = [r for r in rows if r["key"] == "full" and "limit" in r["note"]]
     assert skipped and all(r["scores_mb"] > 4 for r in skipped)
+
+
+def test_the_message_names_the_fix_that_applies(small_budget):
+    runner = cache.get_runner("embedded")
+    n = len(runner.tokenize(DOC).input_ids)
+    wide = lfviz.AttentionConfig(window=n // 2 * 2 - 2)  # wide but narrower than the text: not full attention
+    small_budget.budget = cache.runner_bytes(runner) + run_bytes(runner, n, wide).peak * 3 // 4
+    with pytest.raises(cache.MemoryBudgetError, match="narrow the window") as e:
+        cache.check_fits("embedded", run_bytes(runner, n, wide), wide, capture=True)
+    assert "another baseline" not in str(e.value) and f"(it has {n:,})" in str(e.value)
+    with pytest.raises(cache.MemoryBudgetError) as e:  # without capture, the window is not the problem
+        cache.check_fits("embedded", run_bytes(runner, n, wide, capture=False), wide, capture=False)
+    assert "shorten the text" in str(e.value) and "window" not in str(e.value).split("To fit:")[1]
+    small_budget.budget = cache.runner_bytes(runner) + 10 * MB  # no length fits: the budget itself is the fix
+    with pytest.raises(cache.MemoryBudgetError, match="raise LFVIZ_MEMORY_BUDGET_GB"):
+        cache.check_fits("embedded", run_bytes(runner, n, wide), wide, capture=True)
