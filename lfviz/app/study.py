@@ -120,9 +120,10 @@ def overview(rows: pd.DataFrame, settings: dict) -> None:
     st.text(f"Model {settings['model']}, window {format_window(cfg.window)}, dilation "
             f"{format_dilation(cfg.dilation)}, objective {settings['objective']}; {docs:,} documents from {corpus}"
             + (f"; {failed} rows failed (see below)" if failed else ""))
-    st.dataframe(summarize(rows).round(5), hide_index=True, width="stretch", key="study_summary")
-    st.caption("distance = how far the document's result is from the same weights under full attention (0 = "
-               "identical); closest share = the share of documents on which that strategy was the closest.")
+    reference = settings.get("reference") if isinstance(settings.get("reference"), str) else None
+    st.dataframe(summarize(rows, reference).round(5), hide_index=True, width="stretch", key="study_summary")
+    st.caption(f"distance = how far the document's result is from the same weights under "
+               f"{reference or 'full attention'} (0 = identical); closest share = the share of documents on which that strategy was the closest.")
     left, right = st.columns(2)
     left.plotly_chart(figs.gap_distributions(rows), key="study_box", width="stretch")
     right.plotly_chart(figs.length_trend(rows), key="study_trend", width="stretch")
