@@ -70,6 +70,7 @@ class ByteLRU:
         self._computing: dict[Hashable, threading.Lock] = {}
         self.pinned: Counter = Counter()  # key -> how many callers hold it (see `pin`)
         self.evicted = 0  # entries evicted so far (for tests and the bench)
+        self.held = 0  # bytes of runs in progress (`hold`)
 
     # -- reading ----------------------------------------------------------------------------------------------
     def get(self, key: Hashable, default=None):
@@ -129,11 +130,23 @@ class ByteLRU:
                     self._computing.pop(key, None)
 
     def make_room(self, need: int) -> int:
-        """Evict the oldest unpinned entries until `need` more bytes fit in the budget (or nothing is left to
-        evict). Returns the bytes free afterwards."""
+        """Evict the oldest unpinned entries until `need` more bytes fit in the budget beside the entries and the
+        runs in progress (`hold`), or nothing is left to evict. Returns the bytes free afterwards."""
         with self._lock:
-            self._evict_until(self.budget - int(need))
-            return self.budget - self.used
+            self._evict_until(self.budget - self.held - int(need))
+            return self.budget - self.held - self.used
+
+    @contextmanager
+    def hold(self, size: int):
+        """While the block runs, `size` bytes count as taken (a run in progress: its peak), so another thread's
+        `make_room` leaves room for it."""
+        with self._lock:
+            self.held += int(size)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.held -= int(size)
 
     @contextmanager
     def pin(self, key: Hashable):

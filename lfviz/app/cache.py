@@ -166,7 +166,7 @@ def free_bytes() -> int:
     """What the memory budget leaves now, beside the cache's entries and the rest of the process, for work the
     cache does not hold (the Scaling page's measurements); nothing is evicted."""
     s = store()
-    return max(0, s.budget - s.used - untracked_bytes(s))
+    return max(0, s.budget - s.held - s.used - untracked_bytes(s))
 
 
 def reserve(n: int, config: AttentionConfig, capture: bool = False, what: str = "This run") -> bool:
@@ -197,8 +197,10 @@ def budgeted(kind: str, capture: bool = False, full_attention: bool = False):
             n = len(tokenized(model, text, question)["tokens"])
             if full_attention:
                 config = AttentionConfig(window=2 * n)
-            check_fits(model, run_bytes(runner, n, config, capture=capture), config, capture)
-            with s.pin(("runner", model)):
+            need = run_bytes(runner, n, config, capture=capture)
+            check_fits(model, need, config, capture)
+            # held while it runs: a run another tab starts meanwhile finds that much taken
+            with s.pin(("runner", model)), s.hold(need.peak):
                 value = s.get_or_compute(key, lambda: f(model, text, config_json, queries, question))
             trim()  # the run's temporaries go back to the system, so RSS follows what the cache holds
             return value

@@ -38,6 +38,16 @@ def test_the_cache_evicts_least_recently_used_entries_to_stay_within_its_bytes()
     assert s.make_room(9 * MB) == 10 * MB and len(s) == 0
 
 
+def test_a_run_in_progress_counts_for_runs_started_meanwhile():
+    s = ByteLRU(10 * MB)
+    s.put("a", tensor(4))
+    with s.hold(5 * MB):  # another tab's run, started after its own check
+        assert s.make_room(1 * MB) == 1 * MB and "a" in s  # 4 + 5 + 1 fit in 10
+        assert s.make_room(2 * MB) == 5 * MB and "a" not in s  # "a" goes: 4 + 5 + 2 > 10
+        assert s.make_room(6 * MB) == 5 * MB  # never more than what the run in progress leaves
+    assert s.held == 0 and s.make_room(6 * MB) == 10 * MB
+
+
 def test_a_failed_computation_is_not_cached_and_concurrent_callers_compute_once():
     s = ByteLRU(10 * MB)
     with pytest.raises(RuntimeError):
