@@ -28,13 +28,17 @@ PRESENT_CSS = ("<style>[data-testid='stSidebar'],[data-testid='stSidebarCollapse
                ".stMainBlockContainer,.block-container{max-width:96vw;font-size:1.45rem}"
                ".stMainBlockContainer p,.stMainBlockContainer li{font-size:1.45rem !important}"
                "h1{font-size:3rem !important}h2{font-size:2.4rem !important}</style>")
-KEYS_JS = ("<script>(function(){var d=window.parent.document;if(d.__lessonKeys){return;}d.__lessonKeys=1;"
-           "d.addEventListener('keydown',function(e){var t=(e.target&&e.target.tagName)||'';"
-           "if(t==='INPUT'||t==='TEXTAREA'||t==='SELECT'){return;}"
-           "var want=(e.key==='ArrowRight'||e.key==='PageDown'||e.key===' ')?'lesson_next':"
+KEYS_JS = ("<script>(function(){var d=window.parent.document;"
+           # a rerun may replace this frame: the newest frame's handler replaces the one before (a removed frame's
+           # functions stop running)
+           "if(d.__lessonKeys){d.removeEventListener('keydown',d.__lessonKeys);}"
+           "d.__lessonKeys=function(e){var t=e.target||{};var tag=t.tagName||'';"
+           "if(tag==='INPUT'||tag==='TEXTAREA'||tag==='SELECT'||(t.getAttribute&&t.getAttribute('role')==='slider'))"
+           "{return;}"
+           "var want=(e.key==='ArrowRight'||e.key==='PageDown')?'lesson_next':"
            "(e.key==='ArrowLeft'||e.key==='PageUp')?'lesson_prev':null;if(!want){return;}"
-           "var b=d.querySelector('.st-key-'+want+' button');if(b&&!b.disabled){e.preventDefault();b.click();}});"
-           "})();</script>")
+           "var b=d.querySelector('.st-key-'+want+' button');if(b&&!b.disabled){e.preventDefault();b.click();}};"
+           "d.addEventListener('keydown',d.__lessonKeys);})();</script>")
 
 
 def current_step() -> int:

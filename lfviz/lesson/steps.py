@@ -53,7 +53,8 @@ def cost(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> No
                            config=AttentionConfig(window=cfg.window), min_point_s=0.0)
     for r in rows:
         took = f"{r['seconds']:.3f} s" if r["seconds"] is not None else r["note"]
-        step.details.append(f"measured now, {r['method']} at {r['tokens']:,} tokens: {took}")
+        name = f"window {cfg.window} (lfviz)" if r["key"] == "lfviz" else r["method"]
+        step.details.append(f"measured now, {name} at {r['tokens']:,} tokens: {took}")
 
 
 def _reach_value(curve, n: int) -> int:
