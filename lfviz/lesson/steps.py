@@ -26,6 +26,15 @@ def _n(runner, text: str) -> int:
     return len(runner.tokenize(text).input_ids)
 
 
+def _short(step: Step, runner, text: str, cfg: LessonConfig) -> str:
+    """The text cut to the lesson's length; the step says so, as its full page runs the whole document."""
+    short = cut_text(runner, text, cfg.max_tokens)
+    if short != text:
+        step.note = (f"Measured on the document's first {_n(runner, short):,} tokens, so that the lesson prepares in "
+                     "seconds; the full page measures the whole document (`lfviz lesson --full`: 1,024 tokens).")
+    return short
+
+
 def _perplexity(res) -> float:
     return res.predictions.summary()["perplexity"]
 
@@ -109,7 +118,7 @@ def dilation(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -
 
 
 def global_token(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
-    short = cut_text(runner, text, cfg.max_tokens)
+    short = _short(step, runner, text, cfg)
     base = AttentionConfig(window=cfg.window)
     reference = fidelity.attention_from_afar(runner, short, base)
     advice = advisor.advise(runner, short, base, k=cfg.k, size=cfg.advisor_size, reference=reference,
@@ -143,7 +152,7 @@ def ramp(window: int, num_layers: int) -> tuple[int, ...]:
 
 
 def per_layer(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
-    short = cut_text(runner, text, cfg.max_tokens)
+    short = _short(step, runner, text, cfg)
     n = _n(runner, short)
     windows = ramp(cfg.window, runner.num_layers)
     full = runner.run(short, config=fidelity.reference_config(runner, n), capture=False, output_hidden_states=True)
@@ -160,7 +169,7 @@ def per_layer(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) 
 
 
 def three_patterns(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
-    short = cut_text(runner, text, cfg.max_tokens)
+    short = _short(step, runner, text, cfg)
     runs = pattern_runs.run_patterns(runner, short, AttentionConfig(window=cfg.window), layer=0, cells=64)
     gaps = {r.name: r.gap for r in runs}
     step.value = gaps[pattern_runs.LONGFORMER]
@@ -179,7 +188,7 @@ def sinks(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> N
     if not _causal(runner):
         step.needs, step.note = "smollm2", "This step needs a causal language model: load SmolLM2 to measure it."
         return
-    short = cut_text(runner, text, cfg.max_tokens)
+    short = _short(step, runner, text, cfg)
     n = _n(runner, short)
     configs = {"window alone": AttentionConfig(window=cfg.window),
                f"window + {cfg.sinks} sinks": AttentionConfig(window=cfg.window, global_tokens=tuple(range(cfg.sinks))),

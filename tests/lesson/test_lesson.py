@@ -63,6 +63,7 @@ def test_global_token_step_is_the_advisors_gain(embedded, text):
     assert s.params["global"] == ",".join(map(str, advice.positions))
     assert s.value == pytest.approx(1 - advice.gap / advice.base_gap, abs=1e-6)
     assert s.page == "pages/fidelity.py" and len(s.figure.data) == 2
+    assert "first 9" in s.note and "whole document" in s.note  # it says the full page measures more
 
 
 def test_ramp_spends_the_same_keys():
