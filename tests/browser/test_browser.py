@@ -22,7 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "out" / "screenshots"
 PAGES = [("Document", "document"), ("Pattern", "pattern"), ("Attention", "attention"),
          ("Global-token lab", "global_lab"), ("Fidelity", "fidelity"), ("Study", "study"),
-         ("Head view", "head_view"), ("Scaling", "scaling")]
+         ("Head view", "head_view"), ("Scaling", "scaling"), ("Lesson", "lesson")]
 HOSTILE = ('<script>alert(1)</script> "><img src=x onerror=alert(2)> </script> The board approved the budget. '
            "The contract ends on termination for breach. ")
 
