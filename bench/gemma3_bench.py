@@ -22,12 +22,14 @@ from lfviz.analysis.peak_memory import PeakMemory
 from lfviz.model import gemma3, packaged
 
 CHILD = """
-import resource, sys, time, torch, lfviz
+import sys, torch, lfviz
+def hwm():  # VmHWM: this process's own peak (ru_maxrss would carry the parent's across fork and exec)
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 r = lfviz.load_runner("gemma3-270m", device="cpu")
 ids = r.tokenizer(open("assets/samples/article.txt", encoding="utf-8").read()).input_ids[:int(sys.argv[1])]
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = hwm()
 res = r.run(input_ids=ids, capture=True, capture_dtype=torch.float16)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, before / 1024)
+print(hwm(), before)
 """
 
 
