@@ -118,6 +118,9 @@ def try_it(number: int, runner, text: str, done: dict) -> None:
                                  key=f"lesson_try_{number}")
     elif field == "source":
         n = len(runner.tokenize(text).input_ids)
+        if n < 2:
+            st.caption("Try it: a longer text lets you pick the token whose reach is drawn.")
+            return
         value = st.slider(f"Try it: {label}", 0, n - 1, n // 2 if now is None else min(now, n - 1),
                           key=f"lesson_try_{number}")
     else:
@@ -164,6 +167,9 @@ def show(number: int, runner, text: str, done: dict) -> None:
         return
     try_it(number, runner, text, done)  # before the number: a changed value is measured before it is shown
     step = done[number][1]
+    if not step.value_text:
+        st.warning(step.note)
+        return
     st.success(f"**{step.value_text}**")
     if step.figure is not None:
         st.plotly_chart(step.figure, key=f"lesson_figure_{number}", width="stretch")

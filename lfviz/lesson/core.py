@@ -86,7 +86,11 @@ def compute_step(number: int, runner, text: str, config: LessonConfig = LessonCo
     spec = STEPS[number - 1]
     step = Step(spec.number, spec.key, spec.title, spec.claim, page=spec.page)
     started = time.perf_counter()
-    spec.fill(step, runner, text, config, model_key)
+    try:
+        spec.fill(step, runner, text, config, model_key)
+    except (ValueError, RuntimeError) as e:  # e.g. a text too short for a pattern: the other steps still show
+        step.value, step.value_text, step.figure = None, "", None
+        step.note = f"This step could not run on this model and document: {str(e).splitlines()[0][:300]}"
     step.seconds = time.perf_counter() - started
     step.params = {k: str(v) for k, v in step.params.items()}
     return step

@@ -152,3 +152,12 @@ def test_cli_writes_the_handout(tmp_path, capsys):
     assert "step 2 (" in capsys.readouterr().out
     assert main(["lesson", "--window", "15", "-o", str(out)]) == 2
     assert "even two-sided window" in capsys.readouterr().err
+
+
+def test_a_step_that_cannot_run_says_why_and_the_others_still_show(embedded):
+    from dataclasses import replace
+
+    steps = build_lesson(embedded, "One short sentence.", replace(TINY, k=10), steps=(2, 4))
+    assert steps[0].value is not None
+    assert steps[1].value is None and steps[1].note.startswith("This step could not run")
+    assert "ask for 1 to" in steps[1].note  # the advisor's own message: what to change
