@@ -34,6 +34,8 @@ def test_a_link_opens_its_step(at):
     assert header(at).startswith("Step 5 of 8. Windows per layer")
     assert at.query_params["step"] == ["5"] or at.query_params["step"] == "5"
     assert at.get("plotly_chart")
+    links = [m.value for m in at.markdown if "Link to the full page" in m.value]
+    assert links and "(./fidelity?" in links[0] and "window=8%2C12%2C14%2C18%2C20%2C24" in links[0]  # the ramp around 16
 
 
 def test_next_and_previous_move_and_the_url_follows(at):
