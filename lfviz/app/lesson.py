@@ -13,7 +13,7 @@ import streamlit as st
 from ..lesson import LessonConfig, build_lesson, compute_step
 from ..lesson.handout import handout_html
 from ..lesson.steps import STEPS
-from . import cache, state
+from . import state
 
 COUNT = len(STEPS)
 WINDOWS = [16, 32, 64, 128, 256, 512]

@@ -9,7 +9,7 @@ with a fast machine may run instead (measured time at 1k, 4k and 16k tokens).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import plotly.graph_objects as go
@@ -94,7 +94,3 @@ def compute_step(number: int, runner, text: str, config: LessonConfig = LessonCo
     step.seconds = time.perf_counter() - started
     step.params = {k: str(v) for k, v in step.params.items()}
     return step
-
-
-def with_config(config: LessonConfig, **changes) -> LessonConfig:
-    return replace(config, **changes)
