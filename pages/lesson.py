@@ -21,7 +21,7 @@ if not text.strip():
     st.stop()
 done = lesson.steps(runner, text)
 lesson.navigation(number)
-lesson.show(number, runner, text, done)
+lesson.show(number, runner, text, done, present)
 if not present:
     lesson.handout_button(runner, done)
     st.caption(f"Prepared in {ss.get('_lesson_seconds', 0):.1f} s; moving between steps recomputes nothing.")

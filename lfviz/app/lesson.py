@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from urllib.parse import urlencode
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from ..lesson import LessonConfig, build_lesson, compute_step
@@ -154,7 +155,7 @@ def link(step) -> str:
     return f"./{path}?{urlencode(params)}"
 
 
-def show(number: int, runner, text: str, done: dict) -> None:
+def show(number: int, runner, text: str, done: dict, present: bool = False) -> None:
     ss = st.session_state
     step = done[number][1]
     st.header(f"Step {number} of {COUNT}. {step.title}")
@@ -172,7 +173,9 @@ def show(number: int, runner, text: str, done: dict) -> None:
         return
     st.success(f"**{step.value_text}**")
     if step.figure is not None:
-        st.plotly_chart(step.figure, key=f"lesson_figure_{number}", width="stretch")
+        # a projector: the figure's type grows with the page's (a copy: the handout keeps its own size)
+        figure = go.Figure(step.figure).update_layout(font_size=18, height=520) if present else step.figure
+        st.plotly_chart(figure, key=f"lesson_figure_{number}", width="stretch")
     for line in step.details:
         st.caption(line)
     if step.note:

@@ -1,5 +1,7 @@
 """AppTest of the Lesson page: the step in the URL, next and previous, presenter mode, try it, the way to the full
 page, and the handout download (tiny lesson settings, a short text)."""
+import json
+
 import pytest
 
 from lfviz.lesson import LessonConfig
@@ -77,6 +79,7 @@ def test_presenter_mode_from_the_url_hides_the_sidebar():
     css = [m.value for m in at.markdown if "stSidebar" in m.value]
     assert css and "display:none" in css[0]
     assert not at.title  # large type: the page title gives way to the step
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["font"]["size"] == 18
     at.toggle(key="lesson_present").set_value(False).run()
     assert "present" not in at.query_params and at.title
 
