@@ -23,8 +23,9 @@ import streamlit as st
 from ..model.loading import HUB_ID, PACKAGED, load_runner
 
 PATHS_ENV, HUB_ENV, CORPUS_ENV = "LFVIZ_PATHS", "LFVIZ_HUB_DOWNLOADS", "LFVIZ_CORPUS"
-PATHS_OFF = ("Opening files or folders on the server is turned off on this shared app. Upload the file instead; "
-             f"the server's owner can allow folders with {PATHS_ENV}=/some/folder (see the README, 'Sharing the app').")
+PATHS_OFF = ("Opening files or folders on the server is turned off on this shared app: use what the app offers "
+             f"(uploads, the listed models, Hub ids in the server's cache). The server's owner can allow folders with "
+             f"{PATHS_ENV}=/some/folder (see the README, 'Sharing the app').")
 
 
 def _is_loopback(address: str | None) -> bool:
