@@ -1,2 +1,3 @@
 """A guided lesson over lfviz's analyses: steps as data (`core`), the eight steps (`steps`), the handout (`handout`)."""
-from .core import FULL, LessonConfig, Step, build_lesson, compute_step  # noqa: F401
+from .build import build_lesson, compute_step  # noqa: F401
+from .core import FULL, LessonConfig, Step  # noqa: F401

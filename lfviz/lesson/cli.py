@@ -44,7 +44,7 @@ def lesson_main(args) -> int:
     import lfviz
 
     from ..textspec import parse_positions
-    from .core import build_lesson
+    from .build import build_lesson
     from .handout import handout_html
 
     try:

@@ -8,7 +8,6 @@ with a fast machine may run instead (measured time at 1k, 4k and 16k tokens).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -58,39 +57,3 @@ def cut_text(runner, text: str, max_tokens: int) -> str:
         return text
     ends = [e for _, e in t.offsets[:max_tokens] if e > 0]
     return text[: max(ends)] if ends else text
-
-
-def build_lesson(runner, text: str, config: LessonConfig = LessonConfig(), steps=None,
-                 progress: Progress | None = None, model_key: str = "embedded") -> list[Step]:
-    """Every step (or those numbered in `steps`) computed on `runner` and `text`, in order, with progress."""
-    from .steps import STEPS
-
-    chosen = [s for s in STEPS if steps is None or s.number in set(steps)]
-    out = []
-    for i, spec in enumerate(chosen):
-        if progress:
-            progress(i, len(chosen), f"step {spec.number}: {spec.title}")
-        out.append(compute_step(spec.number, runner, text, config, model_key))
-    if progress:
-        progress(len(chosen), len(chosen), "done")
-    return out
-
-
-def compute_step(number: int, runner, text: str, config: LessonConfig = LessonConfig(),
-                 model_key: str = "embedded") -> Step:
-    """One step, measured now (a step that needs another model says which, and is not computed)."""
-    from .steps import STEPS
-
-    if not 1 <= number <= len(STEPS):
-        raise ValueError(f"step {number} does not exist: choose 1 to {len(STEPS)}")
-    spec = STEPS[number - 1]
-    step = Step(spec.number, spec.key, spec.title, spec.claim, page=spec.page)
-    started = time.perf_counter()
-    try:
-        spec.fill(step, runner, text, config, model_key)
-    except (ValueError, RuntimeError) as e:  # e.g. a text too short for a pattern: the other steps still show
-        step.value, step.value_text, step.figure = None, "", None
-        step.note = f"This step could not run on this model and document: {str(e).splitlines()[0][:300]}"
-    step.seconds = time.perf_counter() - started
-    step.params = {k: str(v) for k, v in step.params.items()}
-    return step
