@@ -70,3 +70,13 @@ def tiny_gemma3(bert_tokenizer):
 
     config._attn_implementation = ATTENTION
     return CausalRunner("tiny-gemma3", Gemma3ForCausalLM(config).eval(), bert_tokenizer, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_folder(tmp_path_factory, tiny_gemma3, bert_tokenizer):
+    """`tiny_gemma3` saved as a local model folder (safetensors and the embedded tokenizer), for load_runner and the
+    app's model field."""
+    folder = tmp_path_factory.mktemp("tiny-gemma3")
+    tiny_gemma3.model.save_pretrained(folder, safe_serialization=True)
+    bert_tokenizer.save_pretrained(folder)
+    return folder

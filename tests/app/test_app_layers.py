@@ -2,18 +2,14 @@
 slide with S = 5 keys) loaded as the app's model. It starts with its native pattern ('native' in the window field,
 with a note), the strip shows which layers slide, and the per-layer edits change the sidebar's window."""
 import pytest
-import torch
 from apptools import chart, new_app
 
 SAMPLE_TEXT = "The keeper lit the lamp at dusk and logged the passing ships. " * 6
 
 
 @pytest.fixture(scope="module")
-def gemma_folder(tmp_path_factory, tiny_gemma3, bert_tokenizer):
-    folder = tmp_path_factory.mktemp("tiny-gemma3")
-    tiny_gemma3.model.save_pretrained(folder, safe_serialization=True)
-    bert_tokenizer.save_pretrained(folder)
-    return folder
+def gemma_folder(tiny_gemma3_folder):
+    return tiny_gemma3_folder
 
 
 def pattern_page(folder):

@@ -7,11 +7,8 @@ TEXT = "The keeper lit the lamp at dusk and logged the passing ships. " * 6
 
 
 @pytest.fixture(scope="module")
-def gemma_folder(tmp_path_factory, tiny_gemma3, bert_tokenizer):
-    folder = tmp_path_factory.mktemp("tiny-gemma3-lab")
-    tiny_gemma3.model.save_pretrained(folder, safe_serialization=True)
-    bert_tokenizer.save_pretrained(folder)
-    return folder
+def gemma_folder(tiny_gemma3_folder):
+    return tiny_gemma3_folder
 
 
 def test_the_lab_compares_with_the_native_pattern(gemma_folder):

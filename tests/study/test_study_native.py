@@ -14,11 +14,8 @@ TEXT = "The keeper lit the lamp at dusk and logged the passing ships. A storm ca
 
 
 @pytest.fixture(scope="module")
-def gemma_folder(tmp_path_factory, tiny_gemma3, bert_tokenizer):
-    folder = tmp_path_factory.mktemp("tiny-gemma3-study")
-    tiny_gemma3.model.save_pretrained(folder, safe_serialization=True)
-    bert_tokenizer.save_pretrained(folder)
-    return folder
+def gemma_folder(tiny_gemma3_folder):
+    return tiny_gemma3_folder
 
 
 @pytest.fixture()
