@@ -44,3 +44,15 @@ def values(v) -> np.ndarray:
         arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
         return arr.reshape([int(s) for s in v["shape"].split(",")]) if "shape" in v else arr
     return np.asarray(v)
+
+
+def app_with_model(model: str, document: str) -> AppTest:
+    """The app on `document` with `model` (a key or a folder, as the custom model field sets it) loaded after a
+    first run, as a user who switches models; no page switched yet."""
+    at = new_app()
+    at.session_state["document"] = document
+    at.session_state["sample"] = "custom"
+    at.run()
+    at.session_state["model"] = model
+    at.run()
+    return at

@@ -1,24 +1,13 @@
 """The Pattern page's layers on a sliding-window LLM: a tiny random Gemma 3 folder (layers 2 and 5 full, the others
 slide with S = 5 keys) loaded as the app's model. It starts with its native pattern ('native' in the window field,
 with a note), the strip shows which layers slide, and the per-layer edits change the sidebar's window."""
-import pytest
-from apptools import chart, new_app
+from apptools import app_with_model, chart
 
 SAMPLE_TEXT = "The keeper lit the lamp at dusk and logged the passing ships. " * 6
 
 
-@pytest.fixture(scope="module")
-def gemma_folder(tiny_gemma3_folder):
-    return tiny_gemma3_folder
-
-
 def pattern_page(folder):
-    at = new_app(300)
-    at.session_state["document"] = SAMPLE_TEXT
-    at.session_state["sample"] = "custom"
-    at.run()
-    at.session_state["model"] = str(folder)  # as the custom model field sets it (local app: folders allowed)
-    at.run()
+    at = app_with_model(str(folder), SAMPLE_TEXT)  # a folder, as the model field sets it on a local app
     assert at.session_state["window"] == "native"  # a model trained with sliding windows starts with its own
     assert any("trained with sliding windows" in i.value for i in at.sidebar.info)
     at.switch_page("pages/pattern.py").run()
@@ -26,8 +15,8 @@ def pattern_page(folder):
     return at
 
 
-def test_a_sliding_window_model_starts_native_and_its_layers_are_edited(gemma_folder):
-    at = pattern_page(gemma_folder)
+def test_a_sliding_window_model_starts_native_and_its_layers_are_edited(tiny_gemma3_folder):
+    at = pattern_page(tiny_gemma3_folder)
     assert any(c.value.startswith("Layer 0: sliding, 5 keys (as native)") for c in at.sidebar.caption)
     strip = chart(at, "Layers:")
     assert "2 see the whole text" in strip["layout"]["title"]["text"]
@@ -45,8 +34,8 @@ def test_a_sliding_window_model_starts_native_and_its_layers_are_edited(gemma_fo
     assert at.session_state["window"] == "native" and not at.exception
 
 
-def test_the_experiment_measures_each_full_layer_made_to_slide(gemma_folder):
-    at = pattern_page(gemma_folder)
+def test_the_experiment_measures_each_full_layer_made_to_slide(tiny_gemma3_folder):
+    at = pattern_page(tiny_gemma3_folder)
     at.button(key="ablation_run").click().run()
     assert not at.exception and not at.error
     table = next(d.value for d in at.dataframe if "run" in d.value.columns)
