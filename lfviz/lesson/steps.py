@@ -259,5 +259,5 @@ STEPS = (
              "them breaks it, and keeping 4 'sinks' in view repairs most of the damage.", "pages/fidelity.py", sinks),
     StepSpec(8, "gemma3", "Today's LLMs: Gemma 3's interleaved sliding and full layers",
              "Gemma 3 slides in 5 of every 6 layers; its few full layers carry the long range. Make them slide and "
-             "the model can no longer copy a passage it read 420 tokens before.", "pages/pattern.py", interleaved),
+             "the model can no longer copy a passage it read more than 512 tokens before.", "pages/pattern.py", interleaved),
 )
