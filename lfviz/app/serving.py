@@ -94,7 +94,7 @@ def custom_model_key(text: str) -> str:
     if not text:
         raise ValueError("type a Hub id (e.g. allenai/longformer-base-4096)"
                          + (" or the full path of a model folder" if paths_allowed() else ""))
-    if HUB_ID.fullmatch(text) and not text.startswith((".", "~", "/")):
+    if HUB_ID.fullmatch(text):  # owner/name, starting alphanumeric: never a path (no /, ., ~ first; no ..)
         return text
     return str(server_path(text, "a model folder"))
 
@@ -107,7 +107,7 @@ def load_model(key: str, progress=None):
         return load_runner(key, progress=progress)
     if key in BUILT_IN:
         return BUILT_IN[key]()
-    if HUB_ID.fullmatch(key) and not key.startswith((".", "~", "/")):
+    if HUB_ID.fullmatch(key):
         return load_runner(key, hub_only=True, local_files_only=not hub_downloads_allowed())
     return load_runner(str(server_path(key, "a model folder")))
 
