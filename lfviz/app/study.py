@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ..analysis.fidelity import reference_config
 from ..config import AttentionConfig
 from ..figures import study as figs
 from ..samples import list_samples
@@ -91,6 +92,11 @@ def samples_study(cfg: AttentionConfig) -> None:
                   disabled=not ss.get("study_strategies"))
     if not ss.pop("_study_requested", False):
         return
+    runner = cache.current_runner()
+    n = max(len(runner.tokenize(s.text, s.question).input_ids) for s in list_samples())
+    # each document's reference run (full attention, or a sliding-trained model's native pattern) is the largest
+    if not cache.reserve(n, reference_config(runner, n), what="Each run of the study"):
+        return
     folder = WORK / f"samples-{hashlib.sha1(ss['model'].encode()).hexdigest()[:12]}"  # a model key may hold a path
     corpus = folder / "corpus.jsonl"
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +107,7 @@ def samples_study(cfg: AttentionConfig) -> None:
     bar = st.progress(0.0, text="Studying the samples...")
     try:
         run_study(corpus, out, model=ss["model"], config=cfg, strategies=list(ss["study_strategies"]),
-                  runner=cache.current_runner(),
+                  runner=runner,
                   progress=lambda done, total, _: bar.progress(done / max(1, total), text=f"{done}/{total} documents"))
     except ValueError as e:
         st.error(f"The study could not run: {e}")

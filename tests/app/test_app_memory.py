@@ -173,6 +173,7 @@ def roomy_budget():
 @pytest.mark.parametrize("page, button, what, result", [
     ("global_lab", "lab_sweep_run", "Each run of the sweep", "_lab_sweep"),
     ("fidelity", "fid_suggest", "Each run of the advisor", "_fid_advice"),
+    ("study", "study_run", "Each run of the study", "_study_samples"),  # its documents are the samples, not DOC
 ])
 def test_a_sweep_or_the_advisor_that_cannot_fit_is_refused_before_it_runs(roomy_budget, page, button, what, result):
     runner, store = cache.get_runner("embedded"), roomy_budget
