@@ -19,9 +19,10 @@ if runner is None:
 if not text.strip():
     st.info("No document yet: pick a sample or paste text on the Document page.")
     st.stop()
-done = lesson.steps(runner, text)
+cfgs = lesson.configs(text)
 lesson.navigation(number)
-lesson.show(number, runner, text, done, present)
+shown = lesson.show(number, runner, text, cfgs, present)
+done = {**lesson.precompute(runner, text, cfgs), number: shown}  # after the step: it shows while the others run
 if not present:
     lesson.handout_button(runner, done)
-    st.caption(f"Prepared in {ss.get('_lesson_seconds', 0):.1f} s; moving between steps recomputes nothing.")
+    st.caption(lesson.prepared_note(done))

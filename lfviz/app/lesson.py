@@ -11,10 +11,13 @@ from urllib.parse import urlencode
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..lesson import LessonConfig, build_lesson, compute_step
+from ..analysis import fidelity
+from ..analysis.layers import sliding_window
+from ..analysis.peak_memory import run_bytes, trim
+from ..lesson import LessonConfig, Step, compute_step
 from ..lesson.handout import handout_html
 from ..lesson.steps import STEPS
-from . import state
+from . import cache, state
 
 COUNT = len(STEPS)
 WINDOWS = [16, 32, 64, 128, 256, 512]
@@ -22,7 +25,8 @@ WINDOWS = [16, 32, 64, 128, 256, 512]
 TRY = {1: ("window", "Window (two-sided)"), 2: ("source", "Token whose reach is drawn"),
        3: ("dilation", "Dilation of the dilated heads"), 4: ("k", "Global tokens the advisor places"),
        5: ("window", "Window everywhere (the ramp keeps the same total)"), 6: ("window", "Longformer's window"),
-       7: ("sinks", "Sinks (first tokens kept in view)")}
+       7: ("sinks", "Sinks (first tokens kept in view)"),
+       8: ("full_window", "Window the full layers get when made to slide")}
 # fixed strings only: never user text in unsafe HTML
 PRESENT_CSS = ("<style>[data-testid='stSidebar'],[data-testid='stSidebarCollapsedControl'],"
                "[data-testid='stSidebarNav']{display:none !important}"
@@ -80,39 +84,124 @@ def presenter() -> bool:
     return on
 
 
-def _key(model: str, text: str) -> str:
+def _doc_key(model: str, text: str) -> str:
     return hashlib.sha1(f"{model}\0{text}".encode()).hexdigest()[:16]
 
 
-def steps(runner, text: str) -> dict[int, tuple[LessonConfig, object]]:
-    """Every step for this model and document, computed once with a progress bar, then kept in the session."""
+def configs(text: str) -> dict[int, LessonConfig]:
+    """Each step's settings for this model and document: the lesson's (`lesson_base`), or what its "try it" set."""
     ss = st.session_state
     base = ss.get("lesson_base") or LessonConfig()
-    key = _key(ss["model"], text)
-    kept = ss.get("_lesson")
-    if kept and kept[0] == key:
-        return kept[1]
-    bar, started = st.progress(0.0, text="Preparing the lesson..."), time.time()
-
-    def progress(done, total, what):
-        bar.progress(done / total, text=f"Preparing the lesson: {done}/{total} steps ({time.time() - started:.0f} s);"
-                                        f" now {what}")
-
-    built = build_lesson(runner, text, base, progress=progress, model_key=ss["model"])
-    bar.empty()
-    ss["_lesson"] = (key, {s.number: (base, s) for s in built})
-    ss["_lesson_seconds"] = time.time() - started
-    return ss["_lesson"][1]
+    key = _doc_key(ss["model"], text)
+    if ss.get("_lesson_for") != key:  # another model or document: every "try it" starts again
+        ss["_lesson_for"], ss["_lesson_cfgs"] = key, {}
+    return {n: ss["_lesson_cfgs"].get(n, base) for n in range(1, COUNT + 1)}
 
 
-def try_it(number: int, runner, text: str, done: dict) -> None:
-    """The step's one control; a changed value recomputes that step only."""
+def _store_key(number: int, text: str, cfg: LessonConfig) -> tuple:
+    return ("lesson", st.session_state["model"], _doc_key(st.session_state["model"], text), number, repr(cfg))
+
+
+def _step_bytes(step) -> int:
+    return 4096 + (len(step.figure.to_json()) if step.figure is not None else 0)
+
+
+def _largest_run(number: int, runner, text: str, cfg: LessonConfig):
+    """(tokens, configuration) of the largest model run step `number` makes, or None when it runs no model."""
+    from ..analysis.layers import full_layers
+    from ..lesson.core import cut_text
+    from ..samples import get_sample
+
+    causal = cache.is_causal(runner)
+    if number in (2, 3) or (number == 1 and causal) or (number == 7 and not causal):
+        return None  # counts and reach sets only, or a step that says which model to load
+    if number == 8:
+        if not (causal and full_layers(runner.native_windows)):
+            return None
+        return len(runner.tokenize(get_sample("copy_test").text).input_ids), runner.native_config()
+    n = max(cfg.time_lengths) if number == 1 else len(runner.tokenize(cut_text(runner, text, cfg.max_tokens)).input_ids)
+    return n, fidelity.full_attention(n)  # the reference run under full attention is the step's largest
+
+
+def refused(number: int, runner, text: str, cfg: LessonConfig) -> str | None:
+    """Why step `number` cannot run within the server's memory budget (what to change), or None when it fits."""
+    need = _largest_run(number, runner, text, cfg)
+    if need is None:
+        return None
+    n, config = need
+    try:
+        cache.check_fits(st.session_state["model"], run_bytes(runner, n, config, capture=False), config, False,
+                         what=f"Step {number} of the lesson")
+    except cache.MemoryBudgetError as e:
+        return str(e)
+    return None
+
+
+def get_step(number: int, runner, text: str, cfg: LessonConfig, progress=None) -> Step | None:
+    """Step `number` under `cfg`: from the server's cache (shared by every tab, within the memory budget), else
+    measured now when it fits the budget (its largest run's estimated peak held while it runs), else a step that
+    says why it did not run and what to change. None when `progress` is None and the step is not computed yet."""
+    s, model = cache.store(), st.session_state["model"]
+    key = _store_key(number, text, cfg)
+    hit = s.get(key)
+    if hit is not None or progress is None:
+        return hit
+    why = refused(number, runner, text, cfg)
+    if why:
+        step = Step(number, STEPS[number - 1].key, STEPS[number - 1].title, STEPS[number - 1].claim,
+                    page=STEPS[number - 1].page)
+        step.note = why
+        return step  # not kept: the budget may leave room later
+    need = _largest_run(number, runner, text, cfg)
+    peak = run_bytes(runner, need[0], need[1], capture=False).peak if need else 0
+    with s.pin(("runner", model)), s.hold(peak):
+        step = compute_step(number, runner, text, cfg, model, progress=progress)
+    trim()
+    return s.put(key, step, _step_bytes(step))
+
+
+def _bar(what: str):
+    bar, started = st.progress(0.0, text=what), time.time()
+
+    def progress(done, total, name):
+        left = (time.time() - started) / done * (total - done) if done else None
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{what}: {done}/{total}; now {name}"
+                     + (f"; about {left:.0f} s left" if left is not None and done < total else ""))
+    return bar, progress
+
+
+def shown_step(number: int, runner, text: str, cfgs: dict) -> Step:
+    """The step on screen, computed now if it is not yet (a lazy step with its runs' progress)."""
+    step = get_step(number, runner, text, cfgs[number])
+    if step is None:
+        bar, progress = _bar(f"Measuring step {number}")
+        step = get_step(number, runner, text, cfgs[number], progress=progress)
+        bar.empty()
+    return step
+
+
+def precompute(runner, text: str, cfgs: dict) -> dict[int, Step]:
+    """Every step not computed yet (lazy ones apart: they run when shown), in order, with a progress bar; each is
+    kept as soon as it is done, so a click meanwhile (which stops this run) loses only the step in progress."""
     ss = st.session_state
-    if number not in TRY:
-        st.caption("Try it: on the full page, pick which layers slide and run the experiment again.")
-        return
+    done = {n: get_step(n, runner, text, cfgs[n]) for n in cfgs}
+    todo = [n for n, s in done.items() if s is None and not STEPS[n - 1].lazy]
+    if todo:
+        bar, started = st.progress(0.0, text="Preparing the other steps..."), time.time()
+        for i, n in enumerate(todo):
+            bar.progress(i / len(todo), text=f"Preparing the other steps, so that moving between them is instant: "
+                                             f"{i}/{len(todo)} ({time.time() - started:.0f} s); now step {n}")
+            done[n] = get_step(n, runner, text, cfgs[n], progress=lambda *a: None)
+        bar.empty()
+        ss["_lesson_seconds"] = time.time() - started
+    return done
+
+
+def try_it(number: int, runner, text: str, cfgs: dict) -> None:
+    """The step's one control; a changed value changes that step's settings only (measured when shown)."""
+    ss = st.session_state
     field, label = TRY[number]
-    cfg, step = done[number]
+    cfg = cfgs[number]
     now = getattr(cfg, field)
     if field == "window":
         value = st.select_slider(f"Try it: {label}", WINDOWS, value=now if now in WINDOWS else 64,
@@ -124,13 +213,20 @@ def try_it(number: int, runner, text: str, done: dict) -> None:
             return
         value = st.slider(f"Try it: {label}", 0, n - 1, n // 2 if now is None else min(now, n - 1),
                           key=f"lesson_try_{number}")
+    elif field == "full_window":
+        own = sliding_window(runner.native_windows)
+        options = [own, 2 * own, 4 * own]
+        value = st.select_slider(f"Try it: {label}", options, value=now if now in options else own,
+                                 format_func=lambda w: f"{w:,}" + (" (their neighbours')" if w == own else ""),
+                                 key=f"lesson_try_{number}",
+                                 help="A causal layer with window W sees itself and the W/2 tokens before it: give "
+                                      "the full layers a window that reaches the first copy, and the copy comes back.")
+        value = None if value == own else value
     else:
         top = {"dilation": 8, "k": 4, "sinks": 8}[field]
         value = st.slider(f"Try it: {label}", 0 if field == "sinks" else 1, top, int(now), key=f"lesson_try_{number}")
     if value != now:
-        with st.spinner(f"Measuring step {number} again..."):
-            new = replace(cfg, **{field: value})
-            done[number] = (new, compute_step(number, runner, text, new, ss["model"]))
+        ss["_lesson_cfgs"][number] = cfgs[number] = replace(cfg, **{field: value})
 
 
 def open_full_page(step) -> None:
@@ -155,22 +251,35 @@ def link(step) -> str:
     return f"./{path}?{urlencode(params)}"
 
 
-def show(number: int, runner, text: str, done: dict, present: bool = False) -> None:
+def needs_model(step) -> None:
+    """A step the loaded model cannot run: which model to load (a button), and a link to its full page there."""
     ss = st.session_state
-    step = done[number][1]
-    st.header(f"Step {number} of {COUNT}. {step.title}")
-    st.markdown(step.claim)
+    st.info(step.note)
+    label = state.MODEL_CHOICES.get(step.needs, step.needs).split(":")[0]
+    c1, c2 = st.columns(2)
+    c1.button(f"Load {label} and measure this step", key="lesson_load", on_click=lambda: ss.update(model=step.needs))
+    page = step.page.removeprefix("pages/").removesuffix(".py").replace("_", " ").title()
+    c2.markdown(f"[Open the {page} page with {label} and this step's configuration]({link(step)})")
+
+
+def show(number: int, runner, text: str, cfgs: dict, present: bool = False) -> Step:
+    """Step `number` on screen (computed first when it is not yet); returns it."""
+    ss = st.session_state
+    spec = STEPS[number - 1]
+    st.header(f"Step {number} of {COUNT}. {spec.title}")
+    st.markdown(spec.claim)
+    step = shown_step(number, runner, text, cfgs)
     if step.needs:
-        st.info(step.note)
-        label = state.MODEL_CHOICES.get(step.needs, step.needs)
-        st.button(f"Load {label.split(':')[0]} and measure this step", key="lesson_load",
-                  on_click=lambda: ss.update(model=step.needs))
-        return
-    try_it(number, runner, text, done)  # before the number: a changed value is measured before it is shown
-    step = done[number][1]
+        needs_model(step)
+        return step
+    if step.value_text or number in (1, 2, 3):  # a step refused or failed keeps its settings: nothing to try yet
+        before = cfgs[number]
+        try_it(number, runner, text, cfgs)  # before the number: a changed value is measured before it is shown
+        if cfgs[number] != before:
+            step = shown_step(number, runner, text, cfgs)
     if not step.value_text:
         st.warning(step.note)
-        return
+        return step
     st.success(f"**{step.value_text}**")
     if step.figure is not None:
         # a projector: the figure's type grows with the page's (a copy: the handout keeps its own size)
@@ -186,6 +295,7 @@ def show(number: int, runner, text: str, done: dict, present: bool = False) -> N
     if ss.pop("_lesson_open", None):
         st.switch_page(step.page)
     c2.markdown(f"[Link to the full page with this configuration]({link(step)})")
+    return step
 
 
 def navigation(number: int) -> None:
@@ -196,12 +306,28 @@ def navigation(number: int) -> None:
 
 
 def handout_button(runner, done: dict) -> None:
+    """The handout of every step computed so far (a lazy step not shown yet says how to add it)."""
     ss = st.session_state
     sample = ss.get("sample", "custom")
     title = "pasted text" if sample == "custom" else sample
-    key = (ss.get("_lesson", ("",))[0], tuple((n, id(s)) for n, (_, s) in sorted(done.items())))
+    ordered = []
+    for n in range(1, COUNT + 1):
+        step = done.get(n)
+        if step is None:
+            spec = STEPS[n - 1]
+            step = Step(n, spec.key, spec.title, spec.claim, page=spec.page,
+                        note=f"Not measured yet: show step {n} in the app (it takes a while on this model), then "
+                             "download the handout again.")
+        ordered.append(step)
+    key = tuple(id(s) for s in ordered)
     if ss.get("_lesson_handout", (None,))[0] != key:
-        ordered = [s for _, (_, s) in sorted(done.items())]
         ss["_lesson_handout"] = (key, handout_html(ordered, runner.model_id, title))
     st.download_button("Download the handout (one HTML file, opens offline)", ss["_lesson_handout"][1],
                        file_name="lfviz-lesson.html", mime="text/html", key="lesson_handout")
+
+
+def prepared_note(done: dict) -> str:
+    took = sum(s.seconds for s in done.values() if s is not None)
+    lazy = [n for n, s in done.items() if s is None]
+    return (f"The steps took {took:.1f} s to measure (kept for this model and document, in every tab); moving between "
+            "them recomputes nothing" + (f"; step {', '.join(map(str, lazy))} is measured when shown." if lazy else "."))

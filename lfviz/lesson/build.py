@@ -23,15 +23,16 @@ def build_lesson(runner, text: str, config: LessonConfig = LessonConfig(), steps
 
 
 def compute_step(number: int, runner, text: str, config: LessonConfig = LessonConfig(),
-                 model_key: str = "embedded") -> Step:
-    """One step, measured now (a step that needs another model says which, and is not computed)."""
+                 model_key: str = "embedded", progress: Progress | None = None) -> Step:
+    """One step, measured now (a step that needs another model says which, and is not computed). progress: told
+    as a long step's runs finish (the lazy ones: step 8)."""
     if not 1 <= number <= len(STEPS):
         raise ValueError(f"step {number} does not exist: choose 1 to {len(STEPS)}")
     spec = STEPS[number - 1]
     step = Step(spec.number, spec.key, spec.title, spec.claim, page=spec.page)
     started = time.perf_counter()
     try:
-        spec.fill(step, runner, text, config, model_key)
+        spec.fill(step, runner, text, config, model_key, **({"progress": progress} if spec.lazy else {}))
     except (ValueError, RuntimeError) as e:  # e.g. a text too short for a pattern: the other steps still show
         step.value, step.value_text, step.figure = None, "", None
         step.note = f"This step could not run on this model and document: {str(e).splitlines()[0][:300]}"

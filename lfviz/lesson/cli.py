@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
     p.add_argument("--window", type=int, default=None, help="the lesson's two-sided window (default 64)")
     p.add_argument("--steps", default=None, help="only these steps, e.g. 1,2,3")
     p.add_argument("--full", action="store_true", help="the long version: time at 1k/4k/16k tokens, an advisor "
-                                                       "with 4 picks, 1,024 tokens (minutes on 2 cores)")
+                                                       "with 4 picks (minutes on 2 cores)")
+    p.add_argument("--max-tokens", type=int, default=None, help="steps 4-7 on the document's first N tokens only "
+                                                                "(default: the whole document, as the pages)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
@@ -56,6 +58,11 @@ def lesson_main(args) -> int:
             if args.window < 2 or args.window % 2:
                 raise ValueError(f"--window {args.window}: give an even two-sided window of at least 2")
             config = replace(config, window=args.window)
+        if args.max_tokens is not None:
+            if args.max_tokens < 2:
+                raise ValueError(f"--max-tokens {args.max_tokens}: give at least 2 tokens, or leave it out for the "
+                                 "whole document")
+            config = replace(config, max_tokens=args.max_tokens)
         steps = list(parse_positions(args.steps)) if args.steps else None
         runner = lfviz.load_runner(args.model, device=args.device)
     except (ValueError, KeyError) as e:

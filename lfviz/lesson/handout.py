@@ -37,7 +37,8 @@ def handout_html(steps: list[Step], model_id: str, document_title: str, settings
         if s.needs:
             parts.append(f"<p class='note'>{escape(s.note)} (model: {escape(s.needs)})</p></section>")
             continue
-        parts.append(f"<p class='number'>{escape(s.value_text)}</p>")
+        if s.value_text:  # a step not measured (refused by the budget, not shown yet) has its note only
+            parts.append(f"<p class='number'>{escape(s.value_text)}</p>")
         if s.details:
             parts.append("<ul>" + "".join(f"<li>{escape(d)}</li>" for d in s.details) + "</ul>")
         if s.note:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..analysis import ablation, advisor, fidelity, pattern_runs, patterns, scaling
-from ..analysis.layers import full_layers
+from ..analysis.layers import full_layers, sliding_window
 from ..config import AttentionConfig, LayerSpec
 from ..figures import fidelity as fid_figs
 from ..figures import layers as layer_figs
@@ -27,11 +27,12 @@ def _n(runner, text: str) -> int:
 
 
 def _short(step: Step, runner, text: str, cfg: LessonConfig) -> str:
-    """The text cut to the lesson's length; the step says so, as its full page runs the whole document."""
+    """The text, or its first `cfg.max_tokens` tokens when the lesson was asked to cut it (the step then says so:
+    its full page measures the whole document)."""
     short = cut_text(runner, text, cfg.max_tokens)
     if short != text:
-        step.note = (f"Measured on the document's first {_n(runner, short):,} tokens, so that the lesson prepares in "
-                     "seconds; the full page measures the whole document (`lfviz lesson --full`: 1,024 tokens).")
+        step.note = (f"Measured on the document's first {_n(runner, short):,} tokens (max_tokens {cfg.max_tokens:,}); "
+                     "the full page measures the whole document.")
     return short
 
 
@@ -40,21 +41,28 @@ def _perplexity(res) -> float:
 
 
 def cost(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
-    H = runner.num_heads
+    """Pairs per head at 1k, 4k and 16k tokens (the figure) and on this document (the number: the Pattern page's
+    cost table counts the same pairs for the same window on this document); measured time of one forward pass."""
+    H, n_doc = runner.num_heads, _n(runner, text)
     spec = LayerSpec(window=cfg.window, dilation=(1,) * H)
+    costs = lambda n: {x.name: x for x in patterns.layer_costs(spec, n, H, causal=_causal(runner))}
     series = {"full attention": [], f"window {cfg.window}": []}
     for n in cfg.pair_lengths:
-        c = {x.name: x for x in patterns.layer_costs(spec, n, H, causal=_causal(runner))}
+        c = costs(n)
         series["full attention"].append(c["full"].pairs)
         series[f"window {cfg.window}"].append(c["Longformer"].pairs)
         step.details.append(f"{n:,} tokens: full {c['full'].pairs:,} pairs per head "
                             f"({c['full'].score_bytes / 2**20:,.0f} MiB of scores per layer), window {cfg.window} "
-                            f"{c['Longformer'].pairs:,} ({c['Longformer'].score_bytes / 2**20:,.1f} MiB)")
-    n, full, win = cfg.pair_lengths[-1], series["full attention"][-1], series[f"window {cfg.window}"][-1]
-    step.value = full / win
-    step.value_text = f"{step.value:,.0f}x fewer pairs with window {cfg.window} than full attention at {n:,} tokens"
+                            f"{c['Longformer'].pairs:,} ({c['Longformer'].score_bytes / 2**20:,.1f} MiB): "
+                            f"{c['full'].pairs / c['Longformer'].pairs:,.0f}x fewer")
+    doc = costs(n_doc)
+    step.value = doc["full"].pairs / doc["Longformer"].pairs
+    step.value_text = (f"{step.value:,.1f}x fewer pairs with window {cfg.window} than full attention on this "
+                       f"document's {n_doc:,} tokens ({doc['full'].pairs:,} against {doc['Longformer'].pairs:,} per "
+                       f"head and layer); {series['full attention'][-1] / series[f'window {cfg.window}'][-1]:,.0f}x "
+                       f"at {cfg.pair_lengths[-1]:,}")
     step.figure = lesson_figs.pairs_figure(list(cfg.pair_lengths), series)
-    step.page, step.params = "pages/scaling.py", {"window": cfg.window, "global": ""}
+    step.params = {"window": cfg.window, "global": ""}  # the Pattern page's cost table: the same counts
     if _causal(runner):
         step.note = "Measured time: the Scaling page measures encoders; load an embedded model to time them here."
         return
@@ -64,6 +72,7 @@ def cost(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> No
         took = f"{r['seconds']:.3f} s" if r["seconds"] is not None else r["note"]
         name = f"window {cfg.window} (lfviz)" if r["key"] == "lfviz" else r["method"]
         step.details.append(f"measured now, {name} at {r['tokens']:,} tokens: {took}")
+    step.details.append("the Scaling page measures time and memory at lengths you pick, up to the model's limit")
 
 
 def _reach_value(curve, n: int) -> int:
@@ -202,7 +211,7 @@ def sinks(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> N
     step.params["model"] = model_key
 
 
-def interleaved(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) -> None:
+def interleaved(step: Step, runner, text: str, cfg: LessonConfig, model_key: str, progress=None) -> None:
     step.page, step.params = "pages/pattern.py", {"model": "gemma3-270m", "sample": "copy_test", "window": "native",
                                                  "global": ""}
     if not (_causal(runner) and full_layers(runner.native_windows)):
@@ -211,7 +220,12 @@ def interleaved(step: Step, runner, text: str, cfg: LessonConfig, model_key: str
         return
     ids = runner.tokenize(get_sample("copy_test").text).input_ids
     span = ablation.repeated_span(ids)
-    rows = ablation.layer_ablation(runner, ids, runner.native_config(), span)
+    rows = ablation.layer_ablation(runner, ids, runner.native_config(), span, window=cfg.full_window,
+                                   progress=progress)
+    own = sliding_window(runner.native_windows)
+    if cfg.full_window and cfg.full_window != own:
+        step.note = (f"The full layers made to slide get window {cfg.full_window:,} here (their neighbours' is "
+                     f"{own:,}); the Pattern page's experiment gives them their neighbours' window.")
     pick = (lambda r: r.span_perplexity) if span else (lambda r: r.perplexity)
     native, worst = pick(rows[0]), max(rows[1:], key=pick)
     step.value = pick(worst) / native
@@ -232,12 +246,14 @@ class StepSpec:
     claim: str
     page: str
     fill: Callable[..., None]
+    lazy: bool = False  # long on a model that can run it: the app computes it when shown (with progress), and its
+    # fill takes progress(done, total, what)
 
 
 STEPS = (
     StepSpec(1, "cost", "Full attention's cost grows as n²; a window's grows as n",
              "Every token attending every token costs n² pairs; a window of W costs about n x W. Double the text and "
-             "full attention costs four times as much, the window twice.", "pages/scaling.py", cost),
+             "full attention costs four times as much, the window twice.", "pages/pattern.py", cost),
     StepSpec(2, "window", "The sliding window, and the receptive field growing layer by layer",
              "One layer lets a token see only its neighbours, but each layer passes on what it saw: after l layers "
              "information has travelled l x W/2 tokens each way.", "pages/pattern.py", receptive_field),
@@ -259,5 +275,6 @@ STEPS = (
              "them breaks it, and keeping 4 'sinks' in view repairs most of the damage.", "pages/fidelity.py", sinks),
     StepSpec(8, "gemma3", "Today's LLMs: Gemma 3's interleaved sliding and full layers",
              "Gemma 3 slides in 5 of every 6 layers; its few full layers carry the long range. Make them slide and "
-             "the model can no longer copy a passage it read more than 512 tokens before.", "pages/pattern.py", interleaved),
+             "the model can no longer copy a passage it read more than 512 tokens before.", "pages/pattern.py", interleaved,
+             lazy=True),
 )

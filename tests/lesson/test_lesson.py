@@ -26,11 +26,13 @@ def text():
 
 def test_cost_is_the_pattern_pages_pair_count(embedded, text):
     s = compute_step(1, embedded, text, TINY)
-    c = {x.name: x for x in patterns.layer_costs(LayerSpec(16, (1,) * embedded.num_heads), 1024, embedded.num_heads)}
-    assert s.value == c["full"].pairs / c["Longformer"].pairs
+    n = len(embedded.tokenize(text).input_ids)
+    c = {x.name: x for x in patterns.layer_costs(LayerSpec(16, (1,) * embedded.num_heads), n, embedded.num_heads)}
+    assert s.value == c["full"].pairs / c["Longformer"].pairs  # on this document, as the Pattern page counts
+    assert f"document's {n:,} tokens" in s.value_text
     assert list(s.figure.data[0].y) == [256**2, 1024**2]  # full attention: n² pairs
     assert any("measured now" in d and "128 tokens" in d for d in s.details)
-    assert s.page == "pages/scaling.py" and s.params["window"] == "16"
+    assert s.page == "pages/pattern.py" and s.params["window"] == "16"
 
 
 def test_receptive_field_is_reach_sets(embedded, text):
