@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")  # absolute: AppTest resolves a relative path against the calling test's folder
 PAGES = ["pages/document.py", "pages/pattern.py", "pages/attention.py", "pages/global_lab.py",
-         "pages/fidelity.py", "pages/study.py", "pages/head_view.py", "pages/scaling.py"]
+         "pages/fidelity.py", "pages/study.py", "pages/head_view.py", "pages/scaling.py", "pages/lesson.py"]
 
 
 def new_app(timeout: float = 180) -> AppTest:

@@ -173,6 +173,8 @@ def per_layer(step: Step, runner, text: str, cfg: LessonConfig, model_key: str) 
     step.value = rising / same if same else float("nan")
     step.value_text = (f"windows {format_positions(windows)} end at {rising:.4g} from {fidelity.reference_name(full)}, "
                        f"{step.value:.2f}x the gap of window {cfg.window} everywhere ({same:.4g}), at the same cost")
+    step.details = [f"distance from {fidelity.reference_name(full)} (as the Fidelity page's table rounds it): "
+                    f"{name} {f.gap:.6f}" for name, f in fids.items()]
     step.figure = fid_figs.layer_fidelity({k: f.per_layer for k, f in fids.items()})
     step.page, step.params = "pages/fidelity.py", {"window": ",".join(map(str, windows)), "global": ""}
 
@@ -219,21 +221,23 @@ def interleaved(step: Step, runner, text: str, cfg: LessonConfig, model_key: str
                                                 "interleaved: load Gemma 3 270M to run the copy test.")
         return
     ids = runner.tokenize(get_sample("copy_test").text).input_ids
-    span = ablation.repeated_span(ids)
+    found = ablation.repeated_span(ids)
+    span = found or (len(ids) // 2, len(ids))  # as the Pattern page's experiment: no repeat found, the second half
     rows = ablation.layer_ablation(runner, ids, runner.native_config(), span, window=cfg.full_window,
                                    progress=progress)
     own = sliding_window(runner.native_windows)
     if cfg.full_window and cfg.full_window != own:
         step.note = (f"The full layers made to slide get window {cfg.full_window:,} here (their neighbours' is "
                      f"{own:,}); the Pattern page's experiment gives them their neighbours' window.")
-    pick = (lambda r: r.span_perplexity) if span else (lambda r: r.perplexity)
+    pick = lambda r: r.span_perplexity
     native, worst = pick(rows[0]), max(rows[1:], key=pick)
     step.value = pick(worst) / native
-    where = f"the second copy (tokens {span[0]:,}-{span[1] - 1:,})" if span else "the text"
+    where = (f"the second copy (tokens {span[0]:,}-{span[1] - 1:,})" if found else
+             f"tokens {span[0]:,}-{span[1] - 1:,} (no passage repeats within the model's {len(ids):,} tokens)")
     step.value_text = (f"{where}: perplexity {native:,.1f} native, {pick(worst):,.1f} when {worst.name} "
                        f"({step.value:,.1f}x)")
-    step.details = [f"{r.name}: perplexity {r.perplexity:,.1f}" + (f", second copy {r.span_perplexity:,.1f}"
-                                                                  if span else "") for r in rows]
+    step.details = [f"{r.name}: perplexity {r.perplexity:,.1f}, " + ("second copy" if found else "the span")
+                    + f" {r.span_perplexity:,.1f}" for r in rows]
     step.figure = layer_figs.ablation_losses(rows, span)
     step.params["model"] = model_key
 

@@ -98,3 +98,56 @@ def test_open_the_full_page_with_the_steps_configuration(at):
     assert at.session_state["dilation"].split(";")[-1].endswith("4,4")
     assert at.session_state["window"] == "16"
     assert not at.exception
+
+
+def test_the_last_step_links_to_the_pattern_page_with_gemma3(at):
+    at.query_params["step"] = "8"
+    at.run()
+    links = [m.value for m in at.markdown if "Open the Pattern page with Gemma 3 270M" in m.value]
+    assert links and "(./pattern?model=gemma3-270m&" in links[0] and "sample=copy_test" in links[0]
+    assert "window=native" in links[0]
+
+
+@pytest.fixture
+def small_budget():
+    from lfviz.app import cache
+
+    runner = cache.get_runner("embedded")
+    room = cache.runner_bytes(runner) + 200_000  # the model, and far less than one run of the text takes
+    store = cache.reset_store(total=int(room / (1 - cache.MARGIN)) + 1, overhead=0)
+    store.put(("runner", "embedded"), runner, cache.runner_bytes(runner))
+    yield store
+    cache.reset_store()
+
+
+def test_a_step_over_the_memory_budget_says_what_to_change_instead_of_running(small_budget, monkeypatch):
+    import lfviz
+
+    ran = []
+    real = lfviz.model.runner.Runner.run
+    monkeypatch.setattr(lfviz.model.runner.Runner, "run", lambda self, *a, **k: ran.append(k) or real(self, *a, **k))
+    at = lesson_app(step="4")
+    said = " ".join(w.value for w in at.warning)
+    assert "Step 4 of the lesson would take about" in said and "memory budget" in said and "To fit" in said
+    assert ran == []  # refused before any run: steps 1 and 4-6 run the model, none did
+    assert not [k for k in small_budget.keys() if k[0] == "lesson" and k[3] in (1, 4, 5, 6)]
+    at.query_params["step"] = "2"
+    at.run()
+    assert "reaches" in at.success[0].value  # a step that runs no model still shows
+
+
+def test_step_8_tries_another_window_for_the_full_layers(tiny_gemma3_folder):
+    at = new_app()
+    at.session_state["document"] = "The keeper lit the lamp at dusk and logged the passing ships. " * 6
+    at.session_state["sample"], at.session_state["model"] = "custom", str(tiny_gemma3_folder)
+    at.session_state["lesson_base"] = TINY
+    at.query_params["step"] = "8"
+    at.switch_page("pages/lesson.py").run()
+    assert not at.exception, at.exception
+    before = at.success[0].value
+    assert "native" in before and at.get("plotly_chart")
+    slider = at.select_slider(key="lesson_try_8")
+    assert list(slider.options) == ["8 (their neighbours')", "16", "32"]
+    slider.set_value(32).run()
+    assert not at.exception and at.success[0].value != before
+    assert any("get window 32 here" in c.value for c in at.caption)
