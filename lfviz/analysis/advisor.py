@@ -4,10 +4,12 @@
    full attention gives it from beyond the window: the keys the pattern cuts off most.
 2. A shortlist (`shortlist`): those keys (spread out), the first token, question tokens, sentence starts, and the
    base run's blind spots (tokens whose state moves most), each with the reason it is there.
-3. Greedy choice, measured: every shortlisted token is run once on top of the current picks; the best is kept.
-   Later rounds re-measure lazily (the candidate with the best earlier gain first, kept when its fresh gain still
-   beats every other candidate's earlier one), so k picks cost about `size + 2k` runs, not `size * k`. When no
-   candidate brings the run any closer, it stops before k and says so (fewer picks).
+3. Greedy choice, measured, in a fixed number of runs (`advisor_search`): the shortlist is ranked by a cheap
+   estimate from the reference run, the best few are measured alone, the best of those is the first pick, and
+   the picks then grow in measured steps of 1, 2, 4, ... (a step that does not bring the run closer is halved;
+   a lone candidate that does not help is dropped). When no candidate brings the run any closer, or the runs are
+   spent, it stops before k and says why (`Advice.ended`). Anytime: `on_pick` hears each pick as it is kept (with
+   progress and time left) and `should_stop` ends the call between runs, keeping the picks so far.
 Every number reported is a measured run (`Advice.picks`, `Advice.table`): re-running a configuration gives it back.
 The presets at the same budget k are measured the same way, in one table; the advisor recommends the best row,
 which is a preset where the greedy search did worse (the table shows it).
@@ -16,7 +18,6 @@ carries the first position's embedding, so `Advice.restart_note` says so where t
 """
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from ..config import AttentionConfig
 from .compare import loss_increase
 from .fidelity import attention_from_afar, default_objective, gap, reference_config, reference_name
+from .advisor_search import Measurer, Progress, Stopped, estimate, greedy, search_runs
 from .positions import copied_every, restart_note, restarts
 from .presets import preset_positions, sentence_starts
 
@@ -45,7 +47,8 @@ class Pick:
     token: str
     reason: str  # why it was on the shortlist
     gap: float  # measured with this pick and the ones before it
-    gain: float  # gap before this pick minus gap after
+    gain: float  # gap before this pick's step minus gap after it
+    measured_with: int = 1  # picks added and measured together in the run that gave `gap` (1: alone)
 
 
 @dataclass
@@ -62,6 +65,13 @@ class Advice:
     seconds: float = 0.0
     copied_every: int | None = None  # the model's position embeddings repeat every this many tokens (converted)
     reference: str = "full attention"  # what the gaps are measured from: `fidelity.reference_name`
+    stopped: bool = False  # `should_stop` ended the call: the picks so far, presets not measured
+    ended: str | None = None  # why fewer than k picks (None: k picks)
+
+    def stop(self) -> None:
+        """Mark a partial advice (the search ended before it finished): its picks and presets are those measured."""
+        self.stopped = True
+        self.ended = f"stopped at {len(self.picks)} of {self.k} picks"
 
     @property
     def greedy_positions(self) -> tuple[int, ...]:
@@ -173,12 +183,33 @@ def budget_preset(kind: str, tokens, offsets, text, question_tokens, k: int) -> 
 
 def advise(runner, text: str, config: AttentionConfig, k: int, objective: str = "auto", label: str | None = None,
            queries=(), question: str | None = None, size: int | None = None, reference=None,
-           progress: Callable[[float, str], None] | None = None, compare_presets: bool = True) -> Advice:
+           progress: Callable[[float, str], None] | None = None, compare_presets: bool = True,
+           on_pick: Callable[[Pick, Progress], None] | None = None, should_stop: Callable[[], bool] | None = None,
+           runs: int | None = None) -> Advice:
     """Propose k global positions for `text` under `config`'s window and dilation (its global tokens are set
     aside: the advisor places all k). objective: see `fidelity.gap` ("auto": perplexity for causal LMs, else the
-    pooled embedding). size: shortlist length (default min(n, max(8, k + 4) + min(k, 4) - 1, 32)). reference: a precomputed
-    `attention_from_afar(runner, text, config, question, queries)` (it depends on the window and dilation only).
-    progress(fraction, what) is told as runs finish."""
+    pooled embedding). size: shortlist length (default min(n, max(8, k + 4) + min(k, 4) - 1, 32)). reference: a
+    precomputed `attention_from_afar(runner, text, config, question, queries)` (it depends on the window and
+    dilation only). runs: the search's measured runs at most (default `advisor_search.search_runs`).
+    Anytime (`iter_advice` underneath): progress(fraction, what) is told before each run; on_pick(pick, Progress)
+    hears each pick as it is kept, with progress and time left; should_stop() is asked before each run, and when it
+    says True the call returns what it has (`Advice.stopped`, `Advice.ended`: "stopped at j of k picks")."""
+    advice = None
+    for advice, pick, status in iter_advice(runner, text, config, k, objective, label, queries, question, size,
+                                            reference, progress, compare_presets, should_stop, runs):
+        if pick is not None and on_pick is not None:
+            on_pick(pick, status)
+    return advice
+
+
+def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: str = "auto",
+                label: str | None = None, queries=(), question: str | None = None, size: int | None = None,
+                reference=None, progress: Callable[[float, str], None] | None = None, compare_presets: bool = True,
+                should_stop: Callable[[], bool] | None = None, runs: int | None = None):
+    """`advise`, as a generator: yields (advice so far, the new Pick or None, Progress) after each kept pick and
+    once at the end (pick None). The advice object is the same throughout, updated in place: a caller that stops
+    iterating (or is interrupted) keeps a consistent partial Advice with every pick measured so far; mark it
+    with `Advice.stop()`. Same arguments as `advise`."""
     started = time.perf_counter()
     t = runner.tokenize(text, question)
     n = len(t.input_ids)
@@ -192,58 +223,59 @@ def advise(runner, text: str, config: AttentionConfig, k: int, objective: str = 
     say(0.0, f"running {reference_name(reference_config(runner, n))} (the reference) ...")
     full, far = reference if reference is not None else attention_from_afar(runner, text, base, question, queries)
     objective = default_objective(full) if objective == "auto" else objective
-    runs = 0
-    expected = size + 2 * k + (len(BUDGET_PRESETS) if compare_presets else 0) + 1
 
-    def measured(positions) -> float:
-        nonlocal runs
-        res = runner.run(text, config=base.replace(global_tokens=tuple(sorted(positions))), queries=queries,
-                         question=question, capture=False)
-        runs += 1
-        say(min(0.99, runs / expected), f"measured {runs} placements")
-        return gap(full, res, objective, label)
+    def run(positions):
+        return runner.run(text, config=base.replace(global_tokens=positions), queries=queries, question=question,
+                          capture=False)
 
-    base_run = runner.run(text, config=base, queries=queries, question=question, capture=False)
-    runs += 1
-    base_gap = gap(full, base_run, objective, label)
-    if objective == "perplexity":
-        blind = loss_increase(full, base_run)
-    else:
-        blind = (1 - F.cosine_similarity(full.last_hidden_state, base_run.last_hidden_state, dim=-1)).tolist()
-    candidates = shortlist(far, t.tokens, t.offsets, text, t.question_tokens, base, size, blind, first)
-    reasons = dict(candidates)
+    measure = Measurer(lambda positions: gap(full, run(positions), objective, label), should_stop, started)
+    presets = [(kind, budget_preset(kind, t.tokens, t.offsets, text, t.question_tokens, k))
+               for kind in (BUDGET_PRESETS if compare_presets else ())]
+    presets = [(kind, pos) for kind, pos in presets if pos]
+    advice = Advice(objective, label, k, base, math.nan, [], [], [], 0, 0.0, copied_every(runner),
+                    reference_name(full))
+    planned = [0]  # runs planned in all, as last told
 
-    chosen: list[Pick] = []
-    current = base_gap
-    # lazy greedy: a heap of (-(gain when last measured), round it was measured in, position, gap measured)
-    heap = []
-    for p, _ in candidates:
-        after = measured([p])
-        heap.append((after - current, 0, p, after))
-    heapq.heapify(heap)
-    for step in range(k):
-        while heap:
-            neg_gain, when, p, after = heapq.heappop(heap)
-            if when == step:  # measured on top of the current picks and still the best: keep it
-                if neg_gain > 0:
-                    heap = []  # nothing left on the shortlist brings the run closer: stop before k
-                    break
-                chosen.append(Pick(p, t.tokens[p], reasons[p], after, current - after))
-                current = after
+    def tell(picks, runs_left, what):
+        planned[0] = measure.runs + runs_left
+        advice.runs, advice.seconds = measure.runs, time.perf_counter() - started
+        say(measure.progress(picks, k, runs_left, what).fraction, what)
+
+    def status(what):
+        advice.runs, advice.seconds = measure.runs, time.perf_counter() - started
+        return measure.progress(len(advice.picks), k, max(0, planned[0] - measure.runs), what)
+
+    try:
+        if should_stop is not None and should_stop():
+            raise Stopped
+        base_run = run(())
+        measure.runs += 1
+        advice.base_gap = measure.gaps[()] = gap(full, base_run, objective, label)
+        if objective == "perplexity":
+            blind = loss_increase(full, base_run)
+        else:
+            blind = (1 - F.cosine_similarity(full.last_hidden_state, base_run.last_hidden_state, dim=-1)).tolist()
+        advice.shortlist = shortlist(far, t.tokens, t.offsets, text, t.question_tokens, base, size, blind, first)
+        reasons = dict(advice.shortlist)
+        budget = search_runs(k, len(advice.shortlist)) if runs is None else max(1, int(runs))
+        search = greedy(measure, advice.shortlist, estimate(advice.shortlist, far, blind), advice.base_gap, k,
+                        budget, tell, len(presets))
+        while True:
+            try:
+                batch, after, gain = next(search)
+            except StopIteration as done:
+                advice.ended = done.value
                 break
-            fresh = measured([c.position for c in chosen] + [p])
-            heapq.heappush(heap, (fresh - current, step, p, fresh))
-        if not heap and len(chosen) <= step:
-            break
-    presets = []
-    if compare_presets:
-        for kind in BUDGET_PRESETS:
-            pos = budget_preset(kind, t.tokens, t.offsets, text, t.question_tokens, k)
-            if pos:
-                presets.append({"strategy": kind, "positions": pos, "gap": measured(pos)})
-    say(1.0, "done")
-    return Advice(objective, label, k, base, base_gap, chosen, candidates, presets, runs,
-                  time.perf_counter() - started, copied_every(runner), reference_name(full))
+            for p in batch:
+                advice.picks.append(Pick(p, t.tokens[p], reasons[p], after, gain, len(batch)))
+                yield advice, advice.picks[-1], status(f"pick {len(advice.picks)} of {k}")
+        for i, (kind, pos) in enumerate(presets):
+            tell(len(advice.picks), len(presets) - i, f"measuring the preset {kind!r}")
+            advice.presets.append({"strategy": kind, "positions": pos, "gap": measure(pos)})
+    except Stopped:
+        advice.stop()
+    say(1.0, "stopped" if advice.stopped else "done")
+    yield advice, None, status("stopped" if advice.stopped else "done")
 
 
 def describe_gap(objective: str, value: float, reference: str = "full attention") -> str:

@@ -1,0 +1,85 @@
+"""Placement advisor speed (issue 23 part 1): the whole `advise` call, full-attention reference included, in plain
+forward passes' worth, where one plain forward pass is the same text and base config with capture off; and the
+quality numbers it reaches (greedy picks vs the best preset at the same k, as in bench/advisor_bench.py).
+
+Measured in one process: plain forward passes (best of --repeat, before and after the advisor, so a busy machine
+shows as a spread), then one `advise` call (reference=None: it runs its own reference). Cases: model:document:
+window:k; SmolLM2 reads the first --causal-tokens tokens, MiniLM the whole document.
+
+    flock /work/notes/bench.lock .venv/bin/python bench/advisor_speed_bench.py \
+        --cases embedded:contract:128:16,smollm2:contract:128:16 [--out bench/advisor_speed_results.json]
+"""
+import argparse
+import importlib.util
+import json
+import os
+import time
+
+import lfviz
+from lfviz.analysis.advisor import advise
+from lfviz.config import AttentionConfig
+from lfviz.samples import list_samples
+
+from _common import first_tokens  # bench/, on the path when a script here runs
+
+
+def plain_forward(runner, text, cfg, question, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        runner.run(text, config=cfg, question=question, capture=False)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default="embedded:contract:128:16,smollm2:contract:128:16")
+    ap.add_argument("--causal-tokens", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--out", default=None, help="append the rows to this JSON file")
+    ap.add_argument("--advisor-file", default=None,
+                    help="measure another version of lfviz/analysis/advisor.py instead (the before row: "
+                         "git show COMMIT:lfviz/analysis/advisor.py > /tmp/advisor_before.py)")
+    args = ap.parse_args()
+    advise_fn = advise
+    if args.advisor_file:  # imported inside the package, so its relative imports resolve as the original's
+        spec = importlib.util.spec_from_file_location("lfviz.analysis._advisor_measured", args.advisor_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        advise_fn = module.advise
+    samples = {s.id: s for s in list_samples()}
+    runners, rows = {}, []
+    for case in args.cases.split(","):
+        model, doc, window, k = case.split(":")
+        runner = runners.get(model) or runners.setdefault(model, lfviz.load_runner(model, device="cpu"))
+        causal = runner.task == "causal-lm"
+        text = first_tokens(runner, samples[doc].text, args.causal_tokens) if causal else samples[doc].text
+        question = None if causal else samples[doc].question
+        cfg = AttentionConfig(window=int(window))
+        runner.run(text, config=cfg, question=question, capture=False)  # warm-up
+        before = plain_forward(runner, text, cfg, question, args.repeat)
+        load = os.getloadavg()[0]
+        t = time.perf_counter()
+        a = advise_fn(runner, text, cfg, int(k), question=question)
+        advise_s = time.perf_counter() - t
+        after = plain_forward(runner, text, cfg, question, args.repeat)
+        plain = min(before, after)
+        best = min(a.presets, key=lambda r: r["gap"])
+        row = {"model": model, "document": doc, "tokens": len(runner.tokenize(text, question).input_ids),
+               "window": int(window), "k": int(k), "plain forward s": round(plain, 3),
+               "plain spread": round(max(before, after) / plain, 2), "advise s": round(advise_s, 2),
+               "forward passes' worth": round(advise_s / plain, 1), "runs": a.runs,
+               "greedy gap": round(a.greedy_gap, 4), "picks": len(a.picks), "best preset": best["strategy"],
+               "preset gap": round(best["gap"], 4), "no global gap": round(a.base_gap, 4),
+               "greedy vs preset": f"{a.greedy_gap / best['gap'] - 1:+.1%}", "loadavg": round(load, 2),
+               "advisor": args.advisor_file or "working tree"}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.out:
+        old = json.load(open(args.out)) if os.path.exists(args.out) else []
+        json.dump(old + rows, open(args.out, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The advisor's measured search, anytime: picks come one at a time (or a few together), each with the gap of a
+real run, and a caller may stop it between runs and keep what it has.
+
+A run of the whole document is what every number costs, so the search spends a fixed number of them
+(`search_runs`), whatever the shortlist's size:
+1. Screen: rank the shortlist by a cheap estimate from the reference run (`estimate`: the attention full attention
+   gives a key from beyond the window, and how far the base run's state of the token drifts) and measure only the
+   best few alone ("singles"). The best single is the first pick.
+2. Grow in measured steps of 1, 2, 4, ... picks: the next candidates (measured singles by their gain, then the
+   rest by estimate) are added together and measured once; a step that brings the run closer is kept (its picks
+   share the step's measured gap: `Pick.measured_with`), one that does not is halved and tried again, and a lone
+   candidate that does not help is dropped.
+A placement measured once is never run again (`Measurer` keeps every measured gap by its positions), so a preset
+that equals a single (k = 1: the first token) costs nothing more.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an advisor call stands, told with every pick (`advise(on_pick=...)`) and every run (`progress`)."""
+    picks: int  # picks kept so far
+    k: int  # picks asked for
+    runs: int  # measured runs so far (the reference not counted)
+    planned: int  # runs this call plans at most (runs + what is left of the search and the presets)
+    elapsed: float  # seconds since the call began, the reference run included
+    left: float  # estimated seconds left: the planned runs left times the mean run so far
+    what: str
+
+    @property
+    def fraction(self) -> float:
+        return min(0.99, self.runs / max(1, self.planned))
+
+
+class Stopped(Exception):
+    """Raised inside the search when `should_stop()` says so; the picks kept so far stand."""
+
+
+class Measurer:
+    """Measured gaps by placement: runs each new placement once (a repeat is free), counts runs and times them,
+    and checks `should_stop` before each run. measure(positions) -> gap."""
+
+    def __init__(self, run: Callable[[tuple[int, ...]], float], should_stop: Callable[[], bool] | None = None,
+                 started: float | None = None):
+        self._run, self._stop = run, should_stop or (lambda: False)
+        self.gaps: dict[tuple[int, ...], float] = {}
+        self.runs, self.run_seconds = 0, 0.0
+        self.started = time.perf_counter() if started is None else started
+
+    def __call__(self, positions) -> float:
+        key = tuple(sorted(int(p) for p in positions))
+        if key not in self.gaps:
+            if self._stop():
+                raise Stopped
+            t = time.perf_counter()
+            self.gaps[key] = self._run(key)
+            self.runs += 1
+            self.run_seconds += time.perf_counter() - t
+        return self.gaps[key]
+
+    def known(self, positions) -> bool:
+        return tuple(sorted(int(p) for p in positions)) in self.gaps
+
+    def progress(self, picks: int, k: int, runs_left: int, what: str) -> Progress:
+        mean = self.run_seconds / self.runs if self.runs else 0.0
+        return Progress(picks, k, self.runs, self.runs + runs_left, time.perf_counter() - self.started,
+                        mean * runs_left, what)
+
+
+def step_sizes(picks: int) -> list[int]:
+    """The measured steps that grow 1 pick to `picks`: 1, 2, 4, ... (the last cut to fit). [] for picks <= 1."""
+    sizes, have, step = [], 1, 1
+    while have < picks:
+        sizes.append(min(step, picks - have))
+        have += sizes[-1]
+        step *= 2
+    return sizes
+
+
+def search_runs(k: int, candidates: int) -> int:
+    """The runs the search spends at most: 8 (singles to screen, the growing steps, one retry), never more than
+    the shortlist's singles plus its steps need."""
+    return min(8, candidates + len(step_sizes(k)) + (1 if k > 1 else 0))
+
+
+def estimate(candidates, far, blind) -> dict[int, float]:
+    """A cheap score per candidate, from the reference run alone: its share of the attention full attention gives
+    from beyond the window (summed over layers), plus its own drift in the base run (how far its state moved),
+    each scaled by its largest value over the shortlist. Higher: measured first."""
+    pos = [p for p, _ in candidates]
+    f = np.asarray([float(far[p]) for p in pos])
+    b = np.nan_to_num(np.asarray([float(blind[p]) for p in pos], dtype=float), nan=0.0) if blind is not None \
+        else np.zeros(len(pos))
+    f = f / f.max() if f.max() > 0 else f
+    b = np.clip(b, 0, None)
+    b = b / b.max() if b.max() > 0 else b
+    return {p: float(x + 0.25 * y) for p, x, y in zip(pos, f, b)}
+
+
+def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: float, k: int, runs: int,
+           tell: Callable[[int, int, str], None], presets_left: int = 0):
+    """Grow up to k picks from `candidates` in at most `runs` measured runs (see the module docstring). A generator:
+    yields (positions, gap, gain) for each kept step, as it is kept; returns None when k picks were kept, else why
+    fewer ("no candidate brought the run closer", "the search's N runs were spent"). tell(picks, runs_left, what)
+    hears before each run what it is for and how many runs are left (the presets' included)."""
+    steps = step_sizes(k)
+    singles = max(1, min(len(candidates), runs - len(steps) - (1 if k > 1 else 0)))
+    ranked = sorted((p for p, _ in candidates), key=lambda p: -scores[p])
+    start = measure.runs
+    spent = lambda: measure.runs - start
+    gains = {}
+    for p in ranked[:singles]:
+        tell(0, runs - spent() + presets_left, f"measuring candidate {p} alone ({len(gains) + 1} of {singles})")
+        gains[p] = base_gap - measure([p])
+    queue = [p for p in sorted(gains, key=lambda p: -gains[p]) if gains[p] > 0] + ranked[singles:]
+    chosen, current, size = [], base_gap, 1  # the first step is the best single: measured already
+    while len(chosen) < k and queue:
+        batch = queue[:min(size, k - len(chosen))]
+        if not measure.known(chosen + batch):
+            if spent() >= runs:
+                return f"the search's {runs} runs were spent"
+            tell(len(chosen), runs - spent() + presets_left, f"measuring {len(batch)} more pick(s) on top of "
+                                                              f"{len(chosen)}")
+        after = measure(chosen + batch)
+        if after < current:
+            chosen += batch
+            yield batch, after, current - after
+            current, queue = after, queue[len(batch):]
+            size = len(chosen)  # each kept step doubles the picks
+        elif len(batch) > 1:
+            size = max(1, len(batch) // 2)  # a smaller step of the same best candidates
+        else:
+            queue.pop(0)  # alone on top of the picks it does not help
+    return None if len(chosen) >= k else "no candidate brought the run closer"

@@ -1,0 +1,103 @@
+"""The advisor, anytime and in a fixed number of runs: picks come one at a time with progress, a stop keeps the
+picks measured so far, every number (picks, presets, the cached repeats) equals a fresh run of its configuration,
+and the runs stay within the search's budget whatever the shortlist's size."""
+import pytest
+
+from lfviz.analysis import advisor, fidelity
+from lfviz.analysis.advisor_search import Measurer, search_runs, step_sizes
+from lfviz.config import AttentionConfig
+
+TEXT = ("The harbour keeper lit the lamp at dusk. Ships came in from the north. The keeper wrote each name in "
+        "the log, and the log went to the town hall every spring. Nobody read it until the flood. ") * 3
+CFG = AttentionConfig(window=8)
+
+
+def remeasure(runner, positions) -> float:
+    full = runner.run(TEXT, config=fidelity.full_attention(10_000), capture=False)
+    return fidelity.gap(full, runner.run(TEXT, config=CFG.replace(global_tokens=tuple(sorted(positions))),
+                                         capture=False))
+
+
+def assert_measured(runner, advice):
+    """Each pick's gap is the run with the picks up to the end of its step; each table row is its run."""
+    end = 0
+    for i, pick in enumerate(advice.picks):
+        if i == end:
+            end = i + pick.measured_with
+        assert pick.gap == pytest.approx(remeasure(runner, [p.position for p in advice.picks[:end]]), abs=1e-6)
+    for row in advice.table().itertuples():
+        assert row.gap == pytest.approx(remeasure(runner, row.positions), abs=1e-6)
+
+
+def test_step_sizes_double_the_picks():
+    assert step_sizes(1) == [] and step_sizes(4) == [1, 2] and step_sizes(16) == [1, 2, 4, 8]
+    assert step_sizes(6) == [1, 2, 2] and sum(step_sizes(13)) == 12
+
+
+@pytest.mark.parametrize("which", ["encoder", "causal"])
+def test_picks_come_one_at_a_time_and_equal_a_rerun(embedded, tiny_causal, which):
+    runner = embedded if which == "encoder" else tiny_causal
+    heard = []
+    advice = advisor.advise(runner, TEXT, CFG, 6, size=12, on_pick=lambda pick, status: heard.append((pick, status)))
+    assert [p for p, _ in heard] == advice.picks and len(heard) >= 1
+    assert [s.picks for _, s in heard] == list(range(1, len(heard) + 1))  # one call per pick, in order
+    assert all(s.k == 6 and s.left >= 0 and s.runs <= s.planned and 0 <= s.fraction < 1 for _, s in heard)
+    assert [s.runs for _, s in heard] == sorted(s.runs for _, s in heard)
+    assert not advice.stopped and (advice.ended is None) == (len(advice.picks) == 6)
+    assert_measured(runner, advice)
+
+
+def test_runs_stay_within_the_search_budget(embedded):
+    """The old search ran every shortlisted candidate alone and then re-measured lazily: size + about 2k runs."""
+    advice = advisor.advise(embedded, TEXT, CFG, 6, size=16)
+    presets = len(advice.presets)
+    assert advice.runs <= 1 + search_runs(6, 16) + presets
+    assert advisor.advise(embedded, TEXT, CFG, 6, size=16, runs=3).runs <= 1 + 3 + presets
+
+
+def test_a_stop_keeps_the_picks_measured_so_far(embedded):
+    picks = []
+    stop_after_two = lambda: len(picks) >= 2
+    advice = advisor.advise(embedded, TEXT, CFG, 6, size=12, on_pick=lambda pick, status: picks.append(pick),
+                            should_stop=stop_after_two)
+    assert advice.stopped and advice.ended == f"stopped at {len(advice.picks)} of 6 picks"
+    assert 2 <= len(advice.picks) < 6 and advice.picks == picks
+    assert advice.positions and advice.gap <= advice.base_gap  # usable: a recommendation from what it has
+    assert_measured(embedded, advice)
+    before = advisor.advise(embedded, TEXT, CFG, 6, should_stop=lambda: True)
+    assert before.stopped and before.picks == [] and before.ended == "stopped at 0 of 6 picks"
+
+
+def test_iterating_yields_the_same_partial_advice(embedded):
+    seen = []
+    for advice, pick, status in advisor.iter_advice(embedded, TEXT, CFG, 4, size=10):
+        seen.append((pick, len(advice.picks), status.picks))
+        if pick is not None and len(advice.picks) == 1:
+            break  # a caller that stops iterating keeps a consistent advice
+    advice.stop()
+    assert seen == [(advice.picks[0], 1, 1)] and advice.ended == "stopped at 1 of 4 picks"
+    assert advice.picks[0].gap == pytest.approx(remeasure(embedded, [advice.picks[0].position]), abs=1e-6)
+
+
+def test_a_repeated_placement_is_measured_once(embedded):
+    """k = 1: the first-token and evenly-spaced presets are the first token's single, measured already (cached)."""
+    calls = []
+    m = Measurer(lambda positions: calls.append(positions) or float(len(positions)))
+    assert m([3, 1]) == 2.0 and m((1, 3)) == 2.0 and calls == [(1, 3)] and m.runs == 1 and m.known([3, 1])
+
+    class Counting:  # the embedded runner, recording each placement it runs
+        def __init__(self, runner):
+            self.runner, self.placements = runner, []
+
+        def __getattr__(self, name):
+            return getattr(self.runner, name)
+
+        def run(self, *args, config=None, **kw):
+            self.placements.append(tuple(config.global_tokens))
+            return self.runner.run(*args, config=config, **kw)
+
+    counting = Counting(embedded)
+    reference = fidelity.attention_from_afar(embedded, TEXT, CFG)
+    advice = advisor.advise(counting, TEXT, CFG, 1, size=8, reference=reference)
+    assert len(counting.placements) == len(set(counting.placements)) == advice.runs
+    assert {tuple(r["positions"]) for r in advice.presets} >= {(0,)}
