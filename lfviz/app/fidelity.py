@@ -184,9 +184,49 @@ def _advice_key(cfg, objective, label) -> str:
                        objective, label, list(ss.get("queries", ())), ss.get("question")])
 
 
+def _picks_table(advice) -> pd.DataFrame:
+    suspect = set(advice.restarts)
+    return pd.DataFrame([{"pick": i + 1, "position": p.position, "token": p.token, "why a candidate": p.reason,
+                          "distance after": round(p.gap, 6), "gain": round(p.gain, 6),
+                          **({"measured with": p.measured_with} if p.measured_with > 1 else {}),
+                          **({"warning": "copied positions restart here" if p.position in suspect else ""}
+                             if suspect else {})}
+                         for i, p in enumerate(advice.picks)])
+
+
+def _suggest(runner, cfg, ref, objective, label, key) -> None:
+    """Run the advisor, showing each pick as it is kept, with progress, time left and a Stop button. The advice
+    grows in session state, so a stop keeps it: the Stop button's click sets a flag the search reads before each
+    run, and in a browser the click also interrupts this script run at its next update; the next run finds
+    `_fid_running` still set and marks the kept advice as stopped."""
+    ss = st.session_state
+    ss["_fid_stop"] = False
+    stop = st.empty()
+    stop.button("Stop (keep the picks so far)", key="fid_stop", on_click=lambda: ss.update(_fid_stop=True))
+    bar = st.progress(0.0, text="Suggesting...")
+    live = st.empty()
+    ss["_fid_running"] = True
+    try:
+        for advice, pick, status in advisor.iter_advice(
+                runner, ss["document"], cfg, int(ss["fid_k"]), objective, label, queries=ss.get("queries", ()),
+                question=ss.get("question"), reference=ref, should_stop=lambda: ss.get("_fid_stop", False),
+                progress=lambda f, what: bar.progress(f, text=f"Suggesting: {what}")):
+            ss["_fid_advice"] = (key, advice)  # the same object, growing: what a stop keeps
+            if pick is not None:
+                with live.container():
+                    st.caption(f"Pick {status.picks} of {status.k} found after {status.elapsed:.1f} s "
+                               f"({status.runs} runs); about {status.left:.0f} s left.")
+                    st.dataframe(_picks_table(advice), hide_index=True, key=f"fid_live_{status.picks}")
+    except ValueError as e:
+        st.error(f"Cannot suggest: {e}")
+    ss["_fid_running"] = False
+    for placeholder in (stop, bar, live):
+        placeholder.empty()
+
+
 def advisor_panel(runner, cfg: AttentionConfig, ref, objective: str, label: str | None, n: int) -> None:
-    """Suggest k global tokens (progress shown), the picks and the presets at the same k in one table, and
-    apply the recommendation to the sidebar."""
+    """Suggest k global tokens: the picks shown as they are found (progress, time left, a Stop that keeps them),
+    then the picks and the presets at the same k in one table, and apply the recommendation to the sidebar."""
     ss = st.session_state
     c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
     c1.number_input("Budget k (global tokens)", 1, min(n, MAX_K), min(4, n), key="fid_k")
@@ -194,19 +234,14 @@ def advisor_panel(runner, cfg: AttentionConfig, ref, objective: str, label: str 
               on_click=lambda: ss.update(_fid_requested=True))
     st.caption("The advisor shortlists candidates from the full-attention run (the tokens that get the most "
                "attention from beyond the window, the first token, question tokens, sentence starts, the worst blind "
-               "spots, relays spread over the text), measures each by a real run, then adds the best one at a time "
-               "(greedy), and measures the presets with the same k. Every number below is a measured run.")
+               "spots, relays spread over the text), measures the most promising alone, then grows the picks in "
+               "measured steps of 1, 2, 4, ... tokens, and measures the presets with the same k. Every number below "
+               "is a measured run; Stop keeps the picks found so far.")
     key = _advice_key(cfg, objective, label)
+    if ss.pop("_fid_running", False) and ss.get("_fid_advice"):  # the last run was cut short (Stop, or a click)
+        ss["_fid_advice"][1].stop()
     if ss.pop("_fid_requested", False) and cache.reserve(n, cfg, what="Each run of the advisor"):
-        bar = st.progress(0.0, text="Suggesting...")
-        try:
-            advice = advisor.advise(runner, ss["document"], cfg, int(ss["fid_k"]), objective, label,
-                                    queries=ss.get("queries", ()), question=ss.get("question"), reference=ref,
-                                    progress=lambda f, what: bar.progress(f, text=f"Suggesting: {what}"))
-            ss["_fid_advice"] = (key, advice)
-        except ValueError as e:
-            st.error(f"Cannot suggest: {e}")
-        bar.empty()
+        _suggest(runner, cfg, ref, objective, label, key)
     if not ss.get("_fid_advice"):
         return
     made_for, advice = ss["_fid_advice"]
@@ -219,6 +254,10 @@ def advisor_panel(runner, cfg: AttentionConfig, ref, objective: str, label: str 
 
 def _show_advice(advice) -> None:
     ss = st.session_state
+    if advice.stopped and not advice.picks and not advice.presets:
+        st.warning(f"Stopped before the first pick ({advice.runs} runs, {advice.seconds:.1f} s): nothing to show yet. "
+                   "Suggest again.")
+        return
     best = advice.recommended
     if not best["positions"]:
         st.markdown(f"**Recommended: no global tokens.** No candidate and no preset brought the run closer to full "
@@ -229,19 +268,18 @@ def _show_advice(advice) -> None:
                     f"{advisor.describe_gap(advice.objective, best['gap'])} (no global tokens: "
                     f"{advisor.describe_gap(advice.objective, advice.base_gap)}). {advice.runs} runs, "
                     f"{advice.seconds:.1f} s.")
-    suspect = set(advice.restarts)
+    if advice.stopped:
+        st.warning(f"Stopped at {len(advice.picks)} of {advice.k} picks: the picks and presets below are those "
+                   f"measured before the stop ({advice.runs} runs, {advice.seconds:.1f} s). Suggest again for all "
+                   f"{advice.k}.")
     if advice.picks:
-        st.dataframe(pd.DataFrame([{"pick": i + 1, "position": p.position, "token": p.token, "why a candidate":
-                                    p.reason, "distance after": round(p.gap, 6), "gain": round(p.gain, 6),
-                                    **({"warning": "copied positions restart here" if p.position in suspect else ""}
-                                       if suspect else {})}
-                                   for i, p in enumerate(advice.picks)]), hide_index=True, key="fid_picks")
+        st.dataframe(_picks_table(advice), hide_index=True, key="fid_picks")
     note = advice.restart_note()
     if note:  # a converted model's artefact, not the text's: say so next to the pick
         st.warning(note[0].upper() + note[1:] + ".")
-    if len(advice.picks) < advice.k:
-        st.caption(f"The greedy search stopped after {len(advice.picks)} pick(s): no other candidate brought the "
-                   "run closer to full attention.")
+    if len(advice.picks) < advice.k and not advice.stopped:
+        why = advice.ended or "no other candidate brought the run closer"
+        st.caption(f"The greedy search stopped after {len(advice.picks)} pick(s): {why}.")
     table = advice.table()
     table["positions"] = table["positions"].map(_short)
     st.dataframe(table, hide_index=True, width="stretch", key="fid_compare")

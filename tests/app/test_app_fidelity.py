@@ -88,3 +88,32 @@ def test_what_reaches_a_token():
     shown = {t["name"] for t in reach["data"] if t.get("showlegend", True)}
     assert shown == {"current configuration", "full attention"}
     assert any("**current configuration**: 97 of" in m.value for m in at.markdown)  # 8 per side, 6 layers: 100 +- 48
+
+
+def test_the_advisor_shows_picks_as_they_come_and_a_stop_keeps_them(monkeypatch):
+    """The Stop button's click sets `_fid_stop`, which the search reads before each run. Here the click is made by
+    the first pick's arrival (AppTest cannot click during a run): the page then shows the partial advice, stopped."""
+    from lfviz.analysis import advisor
+
+    real = advisor.iter_advice
+
+    def stop_after_the_first_pick(*args, **kwargs):
+        import streamlit as st
+        for advice, pick, status in real(*args, **kwargs):
+            if pick is not None:
+                st.session_state["_fid_stop"] = True  # what the Stop button's on_click does
+            yield advice, pick, status
+
+    monkeypatch.setattr(advisor, "iter_advice", stop_after_the_first_pick)
+    at = open_page("fidelity", DOC, window="16")
+    at.number_input(key="fid_k").set_value(6)
+    at.button(key="fid_suggest").click().run()
+    assert not at.exception and not at.error
+    assert any("Stopped at 1 of 6 picks" in w.value for w in at.warning)
+    picks = table(at, "pick")
+    assert len(picks) == 1
+    compare = table(at, "recommended")  # usable: the recommendation from what was measured, and apply works
+    best = compare[compare["recommended"]].iloc[0]
+    at.button(key="fid_apply").click().run()
+    assert at.session_state["global"] == best["positions"]
+    assert rows(at)["sidebar (in force)"]["distance"] == pytest.approx(best["gap"], abs=1e-6)
