@@ -258,6 +258,10 @@ def _show_advice(advice) -> None:
         st.warning(f"Stopped before the first pick ({advice.runs} runs, {advice.seconds:.1f} s): nothing to show yet. "
                    "Suggest again.")
         return
+    if advice.stopped:
+        st.warning(f"Stopped at {len(advice.picks)} of {advice.k} picks: the picks and presets below are those "
+                   f"measured before the stop ({advice.runs} runs, {advice.seconds:.1f} s). Suggest again for all "
+                   f"{advice.k}.")
     best = advice.recommended
     if not best["positions"]:
         st.markdown(f"**Recommended: no global tokens.** No candidate and no preset brought the run closer to full "
@@ -268,10 +272,6 @@ def _show_advice(advice) -> None:
                     f"{advisor.describe_gap(advice.objective, best['gap'])} (no global tokens: "
                     f"{advisor.describe_gap(advice.objective, advice.base_gap)}). {advice.runs} runs, "
                     f"{advice.seconds:.1f} s.")
-    if advice.stopped:
-        st.warning(f"Stopped at {len(advice.picks)} of {advice.k} picks: the picks and presets below are those "
-                   f"measured before the stop ({advice.runs} runs, {advice.seconds:.1f} s). Suggest again for all "
-                   f"{advice.k}.")
     if advice.picks:
         st.dataframe(_picks_table(advice), hide_index=True, key="fid_picks")
     note = advice.restart_note()
