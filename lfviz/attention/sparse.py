@@ -11,9 +11,11 @@ that in query chunks on the CPU (one chunk's (H, C, n) scores at a time, never n
 and causal LMs' `longformer_attention`) use `pattern` instead of the Longformer band: the same weights under
 another pattern. A causal LM keeps only keys at or before each query; a row left with nothing attends itself.
 
-On a GPU, BigBird (counts 0 or 1) runs through FlexAttention with a block mask read from its block table
-(`bigbird_flex`: the fused kernel skips the key tiles a query tile never attends); LSH, whose counts can exceed 1,
-and the layer whose picture is taken stay on the chunked path.
+BigBird (counts 0 or 1) runs on its block-sparse kernel (`block_sparse.py`: each query block's key blocks
+gathered, scored and softmaxed as one dense window), the pictured layer included; on a GPU, the other layers go
+through FlexAttention with a block mask read from its block table (`bigbird_flex`: the fused kernel skips the key
+tiles a query tile never attends). `BigBirdPattern(kernel="generic")` runs it on the chunked path instead, the
+reference both are tested against. LSH, whose counts can exceed 1, stays on the chunked path.
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from torch._dynamo.exc import TorchDynamoException
 
 from . import bigbird, flex, lsh
+from .block_sparse import block_sparse_attention, keys_per_query
 
 CHUNK_BYTES = 32 * 2**20
 Rows = Callable[[int, int], torch.Tensor]  # (s, e) -> (H, e - s, n) int counts
@@ -103,19 +107,32 @@ def bigbird_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: torc
     return out[0]
 
 
+KERNELS = ("block-sparse", "generic")
+
+
 @dataclass(frozen=True)
 class BigBirdPattern:
     """BigBird ITC: blocks of `block` tokens, a window of 3 blocks, the first and last block global, `num_random`
-    random blocks per query block from a seeded plan (each layer and head its own draw)."""
+    random blocks per query block from a seeded plan (each layer and head its own draw). kernel: "block-sparse"
+    (`block_sparse.py`; FlexAttention on a GPU) or "generic" (the chunked path, the reference)."""
 
     block: int = 64
     num_random: int = 3
     seed: int = 0
     name: str = "BigBird"
+    kernel: str = "block-sparse"
+
+    def __post_init__(self):
+        if self.kernel not in KERNELS:
+            raise ValueError(f"BigBird's kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+
+    def plan(self, layer: int, heads: int, nb: int) -> np.ndarray:
+        """(H, nb - 2, r) the layer's random key blocks (each layer and head its own draw)."""
+        return bigbird.random_plan(nb, self.num_random, heads, self.seed + 1009 * layer)
 
     def blocks(self, layer: int, heads: int, nb: int) -> torch.Tensor:
-        """(H, nb, nb) bool: the layer's block table (each layer and head its own random plan)."""
-        return bigbird.block_mask(nb, bigbird.random_plan(nb, self.num_random, heads, self.seed + 1009 * layer))
+        """(H, nb, nb) bool: the layer's block table (`plan` as a predicate)."""
+        return bigbird.block_mask(nb, self.plan(layer, heads, nb))
 
     def num_blocks(self, n: int) -> int:
         """Blocks of an n-token text; ValueError saying what to change when the text is too short for them."""
@@ -208,14 +225,9 @@ def run_active(layer: int, q, k, v, scale: float | None = None, causal: bool = F
     pattern = active()
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     want, cells, found = getattr(_local, "picture", None) or (None, 0, {})
+    if isinstance(pattern, BigBirdPattern) and pattern.kernel == "block-sparse":
+        return _bigbird(pattern, layer, q, k, v, scale, causal, cells if want == layer else 0, found)
     if want != layer:
-        if isinstance(pattern, BigBirdPattern) and flex.available(q.device, q.shape[-1]):
-            blocks = pattern.blocks(layer, q.shape[0], pattern.num_blocks(q.shape[1]))
-            try:
-                return bigbird_flex(q, k, v, blocks, pattern.block, scale, causal)
-            except TorchDynamoException as e:
-                warnings.warn(f"FlexAttention could not compile BigBird's mask ({str(e)[:200]}); using the chunked "
-                              "path", stacklevel=2)
         return pattern_attention(q, k, v, pattern.rows(layer, k), scale, causal)
     H, n, _ = q.shape
     m = min(n, cells)
@@ -229,4 +241,25 @@ def run_active(layer: int, q, k, v, scale: float | None = None, causal: bool = F
     step = max(1, 2**22 // max(1, H * n))
     found["keys_per_query"] = sum(int((rows(s, min(n, s + step)) > 0).sum()) for s in range(0, n, step)) / (H * n)
     found["picture"] = picture_mean(pool, n).cpu()
+    return out
+
+
+def _bigbird(pattern: BigBirdPattern, layer: int, q, k, v, scale: float, causal: bool, cells: int, found: dict):
+    """BigBird's fast paths: FlexAttention where it runs (not for the pictured layer, cells > 0), else the
+    block-sparse kernel, which also fills `found` with the picture and keys per query."""
+    H, n, _ = q.shape
+    nb = pattern.num_blocks(n)
+    plan = pattern.plan(layer, H, nb)
+    if not cells and flex.available(q.device, q.shape[-1]):
+        try:
+            return bigbird_flex(q, k, v, bigbird.block_mask(nb, plan), pattern.block, scale, causal)
+        except TorchDynamoException as e:
+            warnings.warn(f"FlexAttention could not compile BigBird's mask ({str(e)[:200]}); using the block-sparse "
+                          "kernel", stacklevel=3)
+    m = min(n, cells)
+    pool = torch.zeros(H, m, m, device=q.device) if cells else None
+    out = block_sparse_attention(q, k, v, plan, pattern.block, scale, causal, pool=pool)
+    if cells:
+        found["keys_per_query"] = keys_per_query(bigbird.block_mask(nb, plan), n, pattern.block)
+        found["picture"] = picture_mean(pool, n).cpu()
     return out
