@@ -24,5 +24,5 @@ lesson.navigation(number)
 shown = lesson.show(number, runner, text, cfgs, present)
 done = {**lesson.precompute(runner, text, cfgs), number: shown}  # after the step: it shows while the others run
 if not present:
-    lesson.handout_button(runner, done)
+    lesson.handout_button(runner, text, cfgs)
     st.caption(lesson.prepared_note(done))

@@ -4,6 +4,7 @@ the full page with the same configuration, and the handout. The steps themselves
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import replace
 from urllib.parse import urlencode
@@ -98,8 +99,8 @@ def configs(text: str) -> dict[int, LessonConfig]:
     return {n: ss["_lesson_cfgs"].get(n, base) for n in range(1, COUNT + 1)}
 
 
-def _store_key(number: int, text: str, cfg: LessonConfig) -> tuple:
-    return ("lesson", st.session_state["model"], _doc_key(st.session_state["model"], text), number, repr(cfg))
+def _store_key(model: str, number: int, text: str, cfg: LessonConfig) -> tuple:
+    return ("lesson", model, _doc_key(model, text), number, repr(cfg))
 
 
 def _step_bytes(step) -> int:
@@ -123,41 +124,37 @@ def _largest_run(number: int, runner, text: str, cfg: LessonConfig):
     return n, fidelity.full_attention(n)  # the reference run under full attention is the step's largest
 
 
-def refused(number: int, runner, text: str, cfg: LessonConfig) -> str | None:
-    """Why step `number` cannot run within the server's memory budget (what to change), or None when it fits."""
+def _measure(model: str, number: int, runner, text: str, cfg: LessonConfig, progress) -> Step:
+    """Step `number` measured now, after checking that its largest run fits the memory budget (MemoryBudgetError,
+    saying what to change, when it does not); that run's estimated peak is held while the step runs."""
     need = _largest_run(number, runner, text, cfg)
-    if need is None:
-        return None
-    n, config = need
-    try:
-        cache.check_fits(st.session_state["model"], run_bytes(runner, n, config, capture=False), config, False,
-                         what=f"Step {number} of the lesson")
-    except cache.MemoryBudgetError as e:
-        return str(e)
-    return None
-
-
-def get_step(number: int, runner, text: str, cfg: LessonConfig, progress=None) -> Step | None:
-    """Step `number` under `cfg`: from the server's cache (shared by every tab, within the memory budget), else
-    measured now when it fits the budget (its largest run's estimated peak held while it runs), else a step that
-    says why it did not run and what to change. None when `progress` is None and the step is not computed yet."""
-    s, model = cache.store(), st.session_state["model"]
-    key = _store_key(number, text, cfg)
-    hit = s.get(key)
-    if hit is not None or progress is None:
-        return hit
-    why = refused(number, runner, text, cfg)
-    if why:
-        step = Step(number, STEPS[number - 1].key, STEPS[number - 1].title, STEPS[number - 1].claim,
-                    page=STEPS[number - 1].page)
-        step.note = why
-        return step  # not kept: the budget may leave room later
-    need = _largest_run(number, runner, text, cfg)
-    peak = run_bytes(runner, need[0], need[1], capture=False).peak if need else 0
+    peak = 0
+    if need is not None:
+        rb = run_bytes(runner, need[0], need[1], capture=False)
+        cache.check_fits(model, rb, need[1], False, what=f"Step {number} of the lesson")
+        peak = rb.peak
+    s = cache.store()
     with s.pin(("runner", model)), s.hold(peak):
         step = compute_step(number, runner, text, cfg, model, progress=progress)
     trim()
-    return s.put(key, step, _step_bytes(step))
+    return step
+
+
+def get_step(number: int, runner, text: str, cfg: LessonConfig, progress=None, model: str | None = None):
+    """Step `number` under `cfg`: from the server's cache (shared by every tab and the background worker, within
+    the memory budget), else measured now when it fits the budget (a step another thread is measuring is waited
+    for, not measured twice), else a step that says why it did not run and what to change (not kept: the budget may
+    leave room later). None when `progress` is None and the step is not measured yet."""
+    model = model or st.session_state["model"]
+    s, key = cache.store(), _store_key(model, number, text, cfg)
+    hit = s.get(key)
+    if hit is not None or progress is None:
+        return hit
+    try:
+        return s.get_or_compute(key, lambda: _measure(model, number, runner, text, cfg, progress), size=_step_bytes)
+    except cache.MemoryBudgetError as e:
+        spec = STEPS[number - 1]
+        return Step(number, spec.key, spec.title, spec.claim, page=spec.page, note=str(e))
 
 
 def _bar(what: str):
@@ -171,7 +168,7 @@ def _bar(what: str):
 
 
 def shown_step(number: int, runner, text: str, cfgs: dict) -> Step:
-    """The step on screen, computed now if it is not yet (a lazy step with its runs' progress)."""
+    """The step on screen, measured now if it is not yet (a lazy step with its runs' progress)."""
     step = get_step(number, runner, text, cfgs[number])
     if step is None:
         bar, progress = _bar(f"Measuring step {number}")
@@ -180,20 +177,51 @@ def shown_step(number: int, runner, text: str, cfgs: dict) -> Step:
     return step
 
 
-def precompute(runner, text: str, cfgs: dict) -> dict[int, Step]:
-    """Every step not computed yet (lazy ones apart: they run when shown), in order, with a progress bar; each is
-    kept as soon as it is done, so a click meanwhile (which stops this run) loses only the step in progress."""
-    ss = st.session_state
-    done = {n: get_step(n, runner, text, cfgs[n]) for n in cfgs}
-    todo = [n for n, s in done.items() if s is None and not STEPS[n - 1].lazy]
+_WORKERS: dict[tuple, threading.Thread] = {}  # (model, document, settings) -> the thread measuring its steps
+_WORKERS_LOCK = threading.Lock()
+
+
+def _todo(model: str, runner, text: str, cfgs: dict) -> list[int]:
+    return [n for n in cfgs if not STEPS[n - 1].lazy and cache.store().get(_store_key(model, n, text, cfgs[n])) is None]
+
+
+def measure_all(model: str, runner, text: str, cfgs: dict) -> None:
+    """Every step not measured yet (lazy ones apart: they run when shown), in order (no streamlit: a thread)."""
+    for n in _todo(model, runner, text, cfgs):
+        try:
+            get_step(n, runner, text, cfgs[n], progress=lambda *a: None, model=model)
+        except Exception:  # noqa: BLE001 - a failed step is measured again (and its error shown) when it is shown
+            pass
+
+
+def precompute(runner, text: str, cfgs: dict) -> dict[int, Step | None]:
+    """Start measuring the other steps in a background thread (one per model, document and settings, shared by
+    every tab), so that the shown step is not kept waiting and moving to a step measured already is instant; say
+    how far it is. Returns the steps measured so far (None: not yet)."""
+    model = st.session_state["model"]
+    todo = _todo(model, runner, text, cfgs)
     if todo:
-        bar, started = st.progress(0.0, text="Preparing the other steps..."), time.time()
-        for i, n in enumerate(todo):
-            bar.progress(i / len(todo), text=f"Preparing the other steps, so that moving between them is instant: "
-                                             f"{i}/{len(todo)} ({time.time() - started:.0f} s); now step {n}")
-            done[n] = get_step(n, runner, text, cfgs[n], progress=lambda *a: None)
-        bar.empty()
-        ss["_lesson_seconds"] = time.time() - started
+        key = (model, _doc_key(model, text), tuple(repr(cfgs[n]) for n in sorted(cfgs)))
+        with _WORKERS_LOCK:
+            worker = _WORKERS.get(key)
+            if worker is None or not worker.is_alive():
+                worker = threading.Thread(target=measure_all, args=(model, runner, text, dict(cfgs)), daemon=True,
+                                          name="lfviz-lesson")
+                _WORKERS[key] = worker
+                worker.start()
+        ready = len(cfgs) - len(todo) - sum(STEPS[n - 1].lazy for n in cfgs)
+        st.caption(f"{ready} of {len(cfgs) - sum(s.lazy for s in STEPS)} steps measured; the others (steps "
+                   f"{', '.join(map(str, todo))}) are being measured in the background: moving to one first measures "
+                   "it (or waits for it).")
+    return {n: get_step(n, runner, text, cfgs[n]) for n in cfgs}
+
+
+def wait_for_steps(runner, text: str, cfgs: dict, model: str) -> dict[int, Step | None]:
+    """Every non-lazy step, measured now where it is not yet (another thread's measurement is waited for)."""
+    done = {}
+    for n in cfgs:
+        lazy = STEPS[n - 1].lazy
+        done[n] = get_step(n, runner, text, cfgs[n], progress=None if lazy else (lambda *a: None), model=model)
     return done
 
 
@@ -305,29 +333,34 @@ def navigation(number: int) -> None:
     c3.button("Next step", key="lesson_next", on_click=_go, args=(number + 1,), disabled=number >= COUNT)
 
 
-def handout_button(runner, done: dict) -> None:
-    """The handout of every step computed so far (a lazy step not shown yet says how to add it)."""
-    ss = st.session_state
-    sample = ss.get("sample", "custom")
-    title = "pasted text" if sample == "custom" else sample
+def handout(steps: dict, model_id: str, title: str) -> str:
+    """The handout HTML of `steps` (number -> Step, None for a lazy step not shown yet: its section says so)."""
     ordered = []
     for n in range(1, COUNT + 1):
-        step = done.get(n)
+        step = steps.get(n)
         if step is None:
             spec = STEPS[n - 1]
             step = Step(n, spec.key, spec.title, spec.claim, page=spec.page,
                         note=f"Not measured yet: show step {n} in the app (it takes a while on this model), then "
                              "download the handout again.")
         ordered.append(step)
-    key = tuple(id(s) for s in ordered)
-    if ss.get("_lesson_handout", (None,))[0] != key:
-        ss["_lesson_handout"] = (key, handout_html(ordered, runner.model_id, title))
-    st.download_button("Download the handout (one HTML file, opens offline)", ss["_lesson_handout"][1],
+    return handout_html(ordered, model_id, title)
+
+
+def handout_button(runner, text: str, cfgs: dict) -> None:
+    """The handout, made when clicked (every step measured first, or waited for: the background may still run)."""
+    ss = st.session_state
+    sample = ss.get("sample", "custom")
+    title = "pasted text" if sample == "custom" else sample
+    model = ss["model"]
+    st.download_button("Download the handout (one HTML file, opens offline)",
+                       lambda: handout(wait_for_steps(runner, text, cfgs, model), runner.model_id, title),
                        file_name="lfviz-lesson.html", mime="text/html", key="lesson_handout")
 
 
 def prepared_note(done: dict) -> str:
     took = sum(s.seconds for s in done.values() if s is not None)
-    lazy = [n for n, s in done.items() if s is None]
-    return (f"The steps took {took:.1f} s to measure (kept for this model and document, in every tab); moving between "
-            "them recomputes nothing" + (f"; step {', '.join(map(str, lazy))} is measured when shown." if lazy else "."))
+    lazy = [n for n, s in done.items() if s is None and STEPS[n - 1].lazy]
+    return (f"The steps measured so far took {took:.1f} s (kept for this model and document, in every tab); moving "
+            "between them recomputes nothing" + (f"; step {', '.join(map(str, lazy))} is measured when shown."
+                                                 if lazy else "."))

@@ -4,6 +4,7 @@ applied as the app reads a link, and the linked page opened (AppTest). The numbe
 its summary line) or, where the page shows it only as a figure, computed from the page's own state through the
 same library call the page makes. Tiny models: the embedded MiniLM for steps 1-6, a tiny Gemma 3 folder for 7-8."""
 import re
+import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -35,12 +36,17 @@ def lesson(model: str | None, text: str, step: int):
     return at
 
 
-def step_of(at, number: int):
-    """The step the Lesson page shows for `number` (from the server's cache, where the page keeps it)."""
-    model = at.session_state["model"]
-    found = [cache.store().get(k) for k in cache.store().keys() if k[:2] == ("lesson", model) and k[3] == number
-             and k[4] == repr(PAGES_CFG)]
-    assert found, f"step {number} was not computed"
+def step_of(at, number: int, wait_s: float = 600):
+    """The step the Lesson page measured for `number` (from the server's cache, where the page and its background
+    worker keep it), waiting for the worker when it is not there yet."""
+    model, end = at.session_state["model"], time.time() + wait_s
+    while True:
+        found = [cache.store().get(k) for k in cache.store().keys() if k[:2] == ("lesson", model) and k[3] == number
+                 and k[4] == repr(PAGES_CFG)]
+        if found or time.time() > end:
+            break
+        time.sleep(0.5)
+    assert found, f"step {number} was not measured"
     return found[-1]
 
 
