@@ -30,6 +30,7 @@ def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 LOGIT_BYTES = 256 * 2**20  # fp32 logits per chunk of rows; whole, (n, V) at 4k tokens is 0.8 GB (SmolLM2), 4.2 GB (Gemma 3)
+TOP_CHUNK = 256  # columns per chunk in the two-stage top-k
 
 
 def logit_rows(vocab_size: int) -> int:
@@ -38,23 +39,70 @@ def logit_rows(vocab_size: int) -> int:
     return max(16, LOGIT_BYTES // (4 * vocab_size))
 
 
-def next_token_stats(head, hidden: torch.Tensor, input_ids: torch.Tensor, top_k: int, rows: int = 512):
-    """From the last hidden state (n, D) through the output `head`, `rows` positions at a time (never the whole
-    (n, V) logits): (n,) float32 next-token losses as `token_losses` gives them, and the top-k next tokens at
-    every position, ids (n, k) and probabilities (n, k)."""
-    n = hidden.shape[0]
-    losses, ids, probs = [], [], []
-    for s in range(0, n, rows):
-        logits = head(hidden[s:s + rows]).float()  # (r, V)
-        lse = torch.logsumexp(logits, -1, keepdim=True)  # (r, 1): one pass over the row gives loss and probabilities
-        top = logits.topk(top_k, dim=-1)
-        ids.append(top.indices)
-        probs.append((top.values - lse).exp())
-        target = input_ids[s + 1:s + 1 + len(logits)]  # the token after each row; the last row has none
+def top_k_rows(logits: torch.Tensor, k: int, chunk_max: torch.Tensor | None = None):
+    """torch.topk(logits, k, dim=-1) of (r, V) logits, in two stages (one pass over the row instead of a partial
+    sort of all V): the max of every TOP_CHUNK columns, the k chunks with the highest maxima, then the top k among
+    their k * TOP_CHUNK columns (plus the columns past the last whole chunk). Exact: a value among the row's k
+    largest lies in a chunk whose max is at least that value, and fewer than k chunks can have a higher max.
+    Among equal values the index picked may differ from torch.topk's (neither promises one). chunk_max: the
+    (r, V // TOP_CHUNK) maxima when already computed. Returns (values (r, k), indices (r, k)), sorted."""
+    r, V = logits.shape
+    whole = V // TOP_CHUNK
+    if whole <= 4 * k:  # a small vocabulary: the plain sort is as fast
+        return logits.topk(k, dim=-1)
+    main = logits[:, :whole * TOP_CHUNK].view(r, whole, TOP_CHUNK)
+    if chunk_max is None:
+        chunk_max = main.amax(-1)  # (r, whole)
+    best = chunk_max.topk(k, dim=-1).indices  # (r, k) chunk numbers
+    cols = (best[:, :, None] * TOP_CHUNK + torch.arange(TOP_CHUNK, device=logits.device)).flatten(1)  # (r, k*C)
+    if V > whole * TOP_CHUNK:
+        tail = torch.arange(whole * TOP_CHUNK, V, device=logits.device).expand(r, -1)
+        cols = torch.cat([cols, tail], 1)
+    top = logits.gather(1, cols).topk(k, dim=-1)
+    return top.values, cols.gather(1, top.indices)
+
+
+@torch.inference_mode()  # statistics of a forward, never trained through
+def next_token_stats(weight: torch.Tensor, hidden: torch.Tensor, input_ids: torch.Tensor, top_k: int,
+                     rows: int = 512, start: int = 0, post=None):
+    """From the last hidden state (n, D) through the output head `weight` (V, D) (then `post`, the family's
+    logit mechanisms, if any), `rows` positions at a time into one reused buffer (never the whole (n, V) logits):
+    (n,) float32 next-token losses as `token_losses` gives them, and the top-k next tokens at every position, ids
+    (n, k) and probabilities (n, k) (top_k=0: none, (n, 0)). start: rows before it are skipped (their losses NaN,
+    their top-k ids -1 and probabilities NaN): a caller that already has them from a run whose hidden states
+    agree there computes only the rest."""
+    n, V = hidden.shape[0], weight.shape[0]
+    loss = torch.full((n,), float("nan"))
+    ids = torch.full((n, top_k), -1, dtype=torch.long)
+    probs = torch.full((n, top_k), float("nan"))
+    stop = n if top_k else n - 1  # without top-k the last row predicts nothing anyone reads
+    if start >= stop:
+        return loss, ids, probs
+    buf = torch.empty(min(rows, stop - start), V, dtype=torch.float32, device=hidden.device)
+    w = weight.t()
+    for s in range(start, stop, rows):
+        x = hidden[s:min(stop, s + rows)]
+        logits = buf[:len(x)]
+        if post is None and x.dtype == w.dtype == torch.float32:
+            torch.mm(x, w, out=logits)  # into the reused buffer: no fresh 256 MB (page faults) per chunk
+        else:
+            logits.copy_(post(x @ w) if post is not None else x @ w)
+        r = len(logits)
+        whole = V // TOP_CHUNK
+        chunk_max = logits[:, :whole * TOP_CHUNK].view(r, whole, TOP_CHUNK).amax(-1) if whole else None
+        row_max = logits.amax(-1, keepdim=True) if chunk_max is None or V % TOP_CHUNK else \
+            chunk_max.amax(-1, keepdim=True)  # (r, 1)
+        if top_k:
+            values, top = top_k_rows(logits, top_k, chunk_max)
+        target = input_ids[s + 1:s + 1 + r]  # the token after each row; the last row of the text has none
         picked = logits[torch.arange(len(target), device=logits.device), target]  # (r',) the next token's logit
-        losses.append(lse[:len(target), 0] - picked)  # = cross-entropy, without a second log-softmax pass
-    loss = torch.cat(losses)
-    return torch.cat([loss.new_full((1,), float("nan")), loss]), torch.cat(ids), torch.cat(probs)
+        # log-sum-exp in place over the buffer (its logits are not needed after this): max + log(sum(exp(x - max)))
+        lse = row_max + logits.sub_(row_max).exp_().sum(-1, keepdim=True).log_()  # (r, 1)
+        loss[s + 1:s + 1 + len(target)] = (lse[:len(target), 0] - picked).cpu()
+        if top_k:
+            ids[s:s + r] = top.cpu()
+            probs[s:s + r] = (values - lse).exp().cpu()
+    return loss, ids, probs
 
 
 def leading_bos(tokenizer) -> int | None:
@@ -181,10 +229,9 @@ class CausalRunner(RunnerBase):
             session = CaptureSession(capture_layers, capture_dtype, None if keep_on_device else torch.device("cpu"))
         with torch.inference_mode(), longformer_pattern(specs, global_tokens, session):
             # the decoder and the output head apart: the last hidden state without keeping every layer's
-            out = self.model.get_decoder()(ids[None], output_hidden_states=output_hidden_states)
+            out = self.model.get_decoder()(ids[None], output_hidden_states=output_hidden_states, use_cache=False)
             # losses and (n, k) what each position expects next, a few hundred rows of logits at a time
-            losses, top_ids, probs = next_token_stats(self.output_head, out.last_hidden_state[0], ids, top_k,
-                                                      logit_rows(self.config.vocab_size))
+            losses, top_ids, probs = self.next_token_stats(out.last_hidden_state[0], ids, top_k)
         words = self.token_strings(top_ids.flatten().tolist())
         next_tokens = [[(words[i * top_k + j], round(float(p), 5)) for j, p in enumerate(row)]
                        for i, row in enumerate(probs.tolist())]
@@ -197,6 +244,14 @@ class CausalRunner(RunnerBase):
         return RunResult(t.tokens, t.input_ids, out.last_hidden_state[0].float().cpu(),
                          session.capture if session else Capture(), predictions, config, self.model_id,
                          list(t.warnings), hs, t.offsets, text, [], question)
+
+    def next_token_stats(self, hidden: torch.Tensor, ids: torch.Tensor, top_k: int, start: int = 0):
+        """`next_token_stats` through this model's output head: (n,) losses, (n, k) top ids and probabilities."""
+        head = self.model.get_output_embeddings()
+        mechanisms, probe = families.apply_output_mechanisms, hidden[:0]  # it returns its input when none applies
+        post = None if mechanisms(self.config, probe) is probe and head.bias is None else \
+            (lambda logits: mechanisms(self.config, logits if head.bias is None else logits + head.bias))
+        return next_token_stats(head.weight, hidden, ids, top_k, logit_rows(self.config.vocab_size), start, post)
 
     def output_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """(r, D) last hidden states -> (r, V) logits as the model's own forward gives them."""
