@@ -53,11 +53,16 @@ def _perplexity(losses, span) -> float:
 
 
 def layer_ablation(runner, input_ids, config: AttentionConfig | None = None, span: tuple[int, int] | None = None,
-                   window: int | None = None,
-                   progress: Callable[[int, int, str], None] | None = None) -> list[AblationRow]:
+                   window: int | None = None, progress: Callable[[int, int, str], None] | None = None,
+                   reuse: bool = True) -> list[AblationRow]:
     """Native (or `config`), then each of its full layers made to slide alone, then all of them: perplexity of the
     text and of `span` (token positions [start, stop)). `window`: what a full layer becomes (default: the model's
-    own sliding window). ValueError when the model has no full layer among sliding ones and no window is given."""
+    own sliding window). ValueError when the model has no full layer among sliding ones and no window is given.
+
+    reuse (the same numbers, in a fraction of the time): the first run keeps each full layer's input; a run that
+    makes layer L slide starts at L (`model.layer_resume`), and its losses before the window's reach are the first
+    run's (a layer made to slide sees the same keys there), so the output head runs only from there on; no top-k
+    next tokens are computed (nothing here shows them). reuse=False runs every configuration whole."""
     config = config or runner.native_config()
     windows = tuple(s.window for s in config.resolve(runner.num_layers, runner.num_heads))
     full = full_layers(runner.native_windows)
@@ -68,15 +73,48 @@ def layer_ablation(runner, input_ids, config: AttentionConfig | None = None, spa
     plans = [("native" if config.is_native else "this configuration", ())]
     plans += [(f"layer {l} slides", (l,)) for l in full]
     plans.append((f"layers {format_positions(full)} slide", tuple(full)))
-    rows = []
+    ids, rows, base = list(input_ids), [], None
     for i, (name, layers) in enumerate(plans):
         if progress:
             progress(i, len(plans), name)
         cfg = config if not layers else config.replace(window=set_windows(windows, layers, window))
-        res = runner.run(input_ids=list(input_ids), config=cfg, capture=False)
-        losses = tuple(float(x) for x in res.predictions.token_scores[0])
+        losses = _losses(runner, ids, config, cfg, base) if reuse else None
+        if losses is None:
+            res = runner.run(input_ids=ids, config=cfg, capture=False)
+            losses = tuple(float(x) for x in res.predictions.token_scores[0])
+        elif not layers:
+            base = losses  # (state, losses) of the first run, for the others to start from
+            losses = losses[1]
         rows.append(AblationRow(name, layers, _perplexity(losses, None), _perplexity(losses, span) if span else
                                 float("nan"), losses))
     if progress:
         progress(len(plans), len(plans), "done")
     return rows
+
+
+def _losses(runner, ids, config: AttentionConfig, cfg: AttentionConfig, base):
+    """Per-token losses of `ids` under `cfg`, resumed from `base` (the first run's kept state and losses) where it
+    can be; the first run (base None): (state, losses). None where the decoder cannot be resumed."""
+    import torch
+
+    from ..model import layer_resume
+
+    if not hasattr(runner, "next_token_stats"):
+        return None
+    x = torch.tensor(ids, dtype=torch.long, device=runner.device)
+    if base is None:
+        state = layer_resume.record(runner, ids, cfg, keep=full_layers(runner.native_windows))
+        if not state.resumable:
+            return None
+        return state, tuple(runner.next_token_stats(state.last, x, 0)[0].tolist())
+    state, before = base
+    if not state.resumable:
+        return None
+    specs = [s for s in (c.resolve(runner.num_layers, runner.num_heads) for c in (config, cfg))]
+    layer, position = layer_resume.first_change(*specs, len(ids))
+    if layer not in state.inputs:
+        return None
+    last = layer_resume.resume(runner, state, cfg, layer)
+    after = runner.next_token_stats(last, x, 0, start=position)[0].tolist()
+    # tokens up to `position` are predicted from rows before it, which the change does not reach
+    return tuple(before[:position + 1]) + tuple(after[position + 1:])
