@@ -3,6 +3,7 @@ with progress on first open and kept per (model, document, settings), each step'
 the full page with the same configuration, and the handout. The steps themselves are `lfviz.lesson`."""
 from __future__ import annotations
 
+import atexit
 import hashlib
 import threading
 import time
@@ -179,6 +180,17 @@ def shown_step(number: int, runner, text: str, cfgs: dict) -> Step:
 
 _WORKERS: dict[tuple, threading.Thread] = {}  # (model, document, settings) -> the thread measuring its steps
 _WORKERS_LOCK = threading.Lock()
+_STOP = threading.Event()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    """At exit, let a worker finish its step and stop: a thread killed inside a torch op aborts the process."""
+    _STOP.set()
+    with _WORKERS_LOCK:
+        workers = list(_WORKERS.values())
+    for w in workers:
+        w.join()
 
 
 def _todo(model: str, runner, text: str, cfgs: dict) -> list[int]:
@@ -188,6 +200,8 @@ def _todo(model: str, runner, text: str, cfgs: dict) -> list[int]:
 def measure_all(model: str, runner, text: str, cfgs: dict) -> None:
     """Every step not measured yet (lazy ones apart: they run when shown), in order (no streamlit: a thread)."""
     for n in _todo(model, runner, text, cfgs):
+        if _STOP.is_set():
+            return
         try:
             get_step(n, runner, text, cfgs[n], progress=lambda *a: None, model=model)
         except Exception:  # noqa: BLE001 - a failed step is measured again (and its error shown) when it is shown
