@@ -65,6 +65,7 @@ def test_walk_the_lesson_by_keyboard_and_open_the_handout_offline(server, tmp_pa
             seen.append(k)
             assert re.search(rf"[?&]step={k}\b", page.url), page.url
             assert not exceptions(page)
+            page.screenshot(path=str(SHOTS / f"lesson_present_step{k}.png"))
         page.keyboard.press("ArrowLeft")
         wait_idle(page)
         _wait_step(page, len(STEPS) - 1)

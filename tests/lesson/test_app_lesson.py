@@ -79,7 +79,10 @@ def test_presenter_mode_from_the_url_hides_the_sidebar():
     css = [m.value for m in at.markdown if "stSidebar" in m.value]
     assert css and "display:none" in css[0]
     assert not at.title  # large type: the page title gives way to the step
-    assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["font"]["size"] == 18
+    chart = at.get("plotly_chart")[0].proto
+    layout = json.loads(chart.spec)["layout"]
+    assert layout["font"]["size"] == 18 and layout["legend"]["y"] > 1  # the legend above the plot, not under the fold
+    assert chart.theme != "streamlit"  # Streamlit's theme would shrink the type again
     at.toggle(key="lesson_present").set_value(False).run()
     assert "present" not in at.query_params and at.title
 

@@ -163,3 +163,21 @@ def test_a_step_that_cannot_run_says_why_and_the_others_still_show(embedded):
     assert steps[0].value is not None
     assert steps[1].value is None and steps[1].note.startswith("This step could not run")
     assert "ask for 1 to" in steps[1].note  # the advisor's own message: what to change
+
+
+def test_a_timing_against_the_claim_is_explained(embedded, text, monkeypatch):
+    from lfviz.lesson import steps
+
+    rows = [{"key": "lfviz", "method": "lfviz", "tokens": 128, "seconds": 0.5, "note": ""},
+            {"key": "full", "method": "full attention (dense SDPA)", "tokens": 128, "seconds": 0.2, "note": ""}]
+    monkeypatch.setattr(steps.scaling, "measure", lambda *a, **k: rows)
+    s = compute_step(1, embedded, text, TINY)
+    assert any("the window is not faster yet" in d for d in s.details)
+    rows[0]["seconds"] = 0.1
+    assert not any("not faster" in d for d in compute_step(1, embedded, text, TINY).details)
+
+
+def test_the_ramp_says_whether_it_ends_closer(embedded, text):
+    s = compute_step(5, embedded, text, TINY)
+    word = "closer to" if s.value < 0.995 else "further from" if s.value > 1.005 else "as far from"
+    assert f"the ramp ends {word} full attention" in s.value_text and "pooled-embedding cosine" in s.value_text
