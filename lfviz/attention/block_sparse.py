@@ -52,10 +52,16 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
     if nb < 3 or plan.shape[:2] != (H, nb - 2):
         raise ValueError(f"a plan of shape {plan.shape} does not fit {H} heads and {nb} blocks of {block} "
                          f"(it needs ({H}, {nb - 2}, r), and at least 3 blocks)")
-    dev, npad, fill = q.device, nb * block, -torch.inf
-    # blocks first, heads second ((nb, H, block, hd)): a chunk of query blocks is then one contiguous batch
-    qf, kf, vf = (F.pad(x.float(), (0, 0, 0, npad - n)).view(H, nb, block, hd).transpose(0, 1).contiguous()
-                  for x in (q * scale, k, v))
+    dev, npad, fill, full = q.device, nb * block, -torch.inf, (nb - 1) * block
+    rows_last = n - full  # real rows of the last block
+    # queries blocks first, heads second ((nb, H, block, hd), scaled): a chunk of query blocks is one contiguous
+    # batch; the last block's padding rows are never read
+    qf = torch.empty(nb, H, block, hd, device=dev)
+    qf[:nb - 1] = q[:, :full].view(H, nb - 1, block, hd).transpose(0, 1)
+    qf[nb - 1, :, :rows_last] = q[:, full:]
+    qf.mul_(scale)
+    # keys and values heads first, zero-padded to whole blocks: (H * nb) blocks to gather from
+    kf, vf = (F.pad(x.float(), (0, 0, 0, npad - n)).contiguous() for x in (k, v))
     out = torch.empty(nb, H, block, hd, device=dev)
     m = 0 if pool is None else pool.shape[-1]
     cell = torch.arange(n, device=dev) * m // n if m else None  # each position's picture cell
@@ -63,8 +69,8 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
         cell = torch.cat([cell, cell.new_zeros(npad - n)])  # padding rows are never added; any cell will do
 
     # the global query blocks: every key (causal: every key up to the row); padding rows are left out
-    keys, values = kf.transpose(0, 1).reshape(H, npad, hd)[:, :n], vf.transpose(0, 1).reshape(H, npad, hd)[:, :n]
-    for b, rows in ((0, block), (nb - 1, n - (nb - 1) * block)):
+    keys, values = kf[:, :n], vf[:, :n]
+    for b, rows in ((0, block), (nb - 1, rows_last)):
         scores = qf[b, :, :rows] @ keys.transpose(1, 2)  # (H, rows, n)
         if causal:
             scores.masked_fill_(torch.arange(n, device=dev) > torch.arange(rows, device=dev).view(-1, 1) + b * block,
@@ -79,10 +85,10 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
     slots, keep = key_slots(nb, plan, repeats)
     slots, keep = slots.to(dev).transpose(0, 1), keep.to(dev).transpose(0, 1)  # (nb - 2, H, K)
     K = slots.shape[-1]
-    rows_of = (slots * H + torch.arange(H, device=dev).view(1, H, 1))  # (nb - 2, H, K) rows of the (nb * H) blocks
+    rows_of = slots + nb * torch.arange(H, device=dev).view(1, H, 1)  # (nb - 2, H, K) rows of the (H * nb) blocks
     # slots whose keys are all masked: repeats, and (causal) blocks after the query block
     off = ~keep | (slots > torch.arange(1, nb - 1, device=dev).view(-1, 1, 1)) if causal else ~keep
-    kflat, vflat = kf.view(nb * H, block * hd), vf.view(nb * H, block * hd)  # a 2-D gather is the fast one
+    kflat, vflat = kf.view(H * nb, block * hd), vf.view(H * nb, block * hd)  # a 2-D gather is the fast one
     pad_from = n - (nb - 2) * block  # slot 1 holds the last block: its keys past n are padding
     head_cell = torch.arange(H, device=dev).view(1, H, 1, 1) * m  # the picture: head h's first query cell
     above = torch.ones(block, block, dtype=torch.bool, device=dev).triu(1)  # causal, the diagonal block
@@ -103,13 +109,20 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
         probs = torch.softmax(scores, -1)
         del scores, by_slot
         vg = torch.index_select(vflat, 0, idx).view(c, H, K * block, hd)
-        out[c0 + 1:c1 + 1] = torch.matmul(probs, vg)
+        if probs.requires_grad or vg.requires_grad:  # out= refuses autograd
+            out[c0 + 1:c1 + 1] = torch.matmul(probs, vg)
+        else:  # straight into the output's contiguous block rows
+            torch.matmul(probs, vg, out=out[c0 + 1:c1 + 1])
         if m:  # each probability added to its (head, query cell, key cell): one flat index_add
             key_cell = cell[slots[c0:c1].unsqueeze(-1) * block + torch.arange(block, device=dev)].view(c, H, 1, -1)
             row_cell = cell[block * (c0 + 1):block * (c1 + 1)].view(c, 1, block, 1)
             flat = (head_cell + row_cell) * m + key_cell  # (c, H, block, K * block)
             pool.view(-1).index_add_(0, flat.view(-1), probs.view(-1))
-    return out.transpose(0, 1).reshape(H, npad, hd)[:, :n].to(q.dtype)
+    # back to (H, n, hd), in q's memory layout (a model's heads are a view of (n, H, hd): its reshape stays free)
+    result = torch.empty_like(q, dtype=torch.float32)
+    result[:, :full].view(H, nb - 1, block, hd).copy_(out[:nb - 1].transpose(0, 1))
+    result[:, full:] = out[nb - 1, :, :rows_last]
+    return result.to(q.dtype)
 
 
 def keys_per_query(blocks: torch.Tensor, n: int, block: int) -> float:
