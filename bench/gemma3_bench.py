@@ -2,9 +2,10 @@
 pattern (15 sliding layers of 512 keys, 3 full), every layer captured in fp16 - against Hugging Face's own sdpa
 forward with its native masks (which captures nothing). Best of 3, interleaved, in one process; memory: the peak
 RSS growth of the first run of each, and the whole process's peak (model included) for lfviz alone in a child
-process. Also the cached load and the copy experiment's time on the copy-test sample.
+process. Also the cached load and the copy experiment's time on the copy-test sample (reusing its first run, and
+with --experiment-whole also as whole runs, for the same numbers).
 
-    .venv/bin/python bench/gemma3_bench.py [--tokens 2000] [--skip-experiment]
+    .venv/bin/python bench/gemma3_bench.py [--tokens 2000] [--skip-experiment] [--experiment-whole]
 """
 import argparse
 import json
@@ -37,6 +38,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--skip-experiment", action="store_true")
+    ap.add_argument("--experiment-whole", action="store_true", help="also time the experiment with whole runs")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
     t = time.perf_counter()
@@ -82,10 +84,13 @@ def main():
 
         ids = runner.tokenize(get_sample("copy_test").text).input_ids
         span = ablation.repeated_span(ids)
-        t = time.perf_counter()
-        rows = ablation.layer_ablation(runner, ids, span=span)
-        print(f"copy experiment ({len(ids)} tokens, span {span}, {len(rows)} runs): {time.perf_counter() - t:.1f} s")
-        print(json.dumps({r.name: [round(r.perplexity, 2), round(r.span_perplexity, 2)] for r in rows}))
+        for reuse in (True, False) if args.experiment_whole else (True,):
+            t = time.perf_counter()
+            rows = ablation.layer_ablation(runner, ids, span=span, reuse=reuse)
+            print(f"copy experiment ({len(ids)} tokens, span {span}, {len(rows)} runs, "
+                  f"{'reusing the first run' if reuse else 'whole runs'}): {time.perf_counter() - t:.1f} s "
+                  f"(load average {open('/proc/loadavg').read().split()[0]})")
+            print(json.dumps({r.name: [round(r.perplexity, 4), round(r.span_perplexity, 4)] for r in rows}))
     print(f"bench process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -46,10 +46,16 @@ def test_native_perplexity_equals_hugging_faces_own_forward(runner, ids):
     with torch.no_grad():
         logits = hf(x).logits[0, :-1].double()
     hf_ppl = float(torch.nn.functional.cross_entropy(logits, x[0, 1:]).exp())
+    top = logits.log_softmax(-1).topk(5, dim=-1)  # the next tokens at every position, from the whole logits
     del hf, logits
     res = runner.run(input_ids=ids, capture=False)
     assert res.config.is_native and res.predictions.rows[0]["label"] == "perplexity"
     assert res.predictions.rows[0]["score"] == pytest.approx(hf_ppl, rel=1e-3)
     assert perplexity(res.predictions.token_scores[0]) == pytest.approx(hf_ppl, rel=1e-3)
+    # issue 22: the two-stage top-k over 262,144 logits gives torch.topk's tokens at every position
+    words = runner.token_strings(top.indices.flatten().tolist())
+    got = res.predictions.next_tokens[:-1]
+    assert [[w for w, _ in row] for row in got] == [words[i * 5:i * 5 + 5] for i in range(len(got))]
+    assert [p for row in got for _, p in row] == pytest.approx(top.values.exp().flatten().tolist(), abs=1e-4)
     every_sliding = runner.run(input_ids=ids, capture=False, config=lfviz.AttentionConfig(window=2 * 511))
     assert every_sliding.predictions.rows[0]["score"] != pytest.approx(hf_ppl, rel=1e-3)  # the full layers matter
