@@ -23,6 +23,38 @@ from .logits import soft_cap, softmax_with_sink
 IMPLS = ("auto", "blocked", "flex")
 
 
+class GlobalProjections:
+    """The global key and value projections of every position, never made: the G global queries are the only
+    ones that use them, so they go through the weights instead. Scores q . (W x + b) = (q W) . x + q . b, and
+    output p . (W x + b) = (p . x) W^T + b sum(p): 2 H G n D multiply-adds instead of the 2 n D^2 of projecting
+    every position (cheaper while G < head size; ~1/7 of a Longformer layer's linear work).
+
+    hidden: (n, D) the layer's input; key, value: the `key_global` / `value_global` nn.Linear; heads: H."""
+
+    def __init__(self, hidden: torch.Tensor, key, value, heads: int):
+        self.hidden, self.key, self.value, self.heads = hidden, key, value, heads
+
+    def _w(self, lin):  # (H, hd, D) fp32 weight, (H, 1, hd) bias or None
+        H, D = self.heads, self.hidden.shape[1]
+        b = None if lin.bias is None else lin.bias.float().view(H, 1, -1)
+        return lin.weight.float().view(H, -1, D), b
+
+    def scores(self, q: torch.Tensor) -> torch.Tensor:
+        """q (H, G, hd) fp32 scaled global queries -> (H, G, n) fp32 scores over every position."""
+        w, b = self._w(self.key)
+        H, G, _ = q.shape
+        s = (q @ w).view(H * G, -1) @ self.hidden.float().t()  # (H * G, n)
+        s = s.view(H, G, -1)
+        return s if b is None else s + (q * b).sum(-1, keepdim=True)
+
+    def output(self, p: torch.Tensor) -> torch.Tensor:
+        """p (H, G, n) fp32 global rows' probabilities -> (H, G, hd) fp32 outputs."""
+        w, b = self._w(self.value)
+        H, G, n = p.shape
+        out = (p.reshape(H * G, n) @ self.hidden.float()).view(H, G, -1) @ w.transpose(-1, -2)  # (H, G, hd)
+        return out if b is None else out + b * p.sum(-1, keepdim=True)
+
+
 def resolve_impl(impl: str, device: torch.device, head_dim: int = 64, n: int | None = None,
                  dilation: tuple[int, ...] = (1,)) -> str:
     """"auto": FlexAttention on a CUDA GPU that can compile it for this head size, where every residue class of
@@ -44,6 +76,7 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     q, k, v:  (H, n, hd) local projections of every position.
     qg:       (H, G, hd) global query projections of the global tokens only (G ascending positions);
     kg, vg:   (H, n, hd) global key/value projections of every position. All three None when G == 0.
+              Or kg a `GlobalProjections` (vg None): the same, applied through the global queries.
     valid:    (n,) bool, False at padding (None: no padding).
     impl:     the band + global columns part: "blocked" (`blocked.py`), "flex" (FlexAttention, `flex.py`)
               or "auto" (flex on a CUDA GPU, blocked elsewhere). The global rows are computed here either way.
@@ -97,7 +130,8 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
 
     from_global = None
     if G:
-        s = (qg * scale).float() @ kg.float().transpose(-1, -2)  # (H, G, n)
+        projected = isinstance(kg, GlobalProjections)
+        s = kg.scores((qg * scale).float()) if projected else (qg * scale).float() @ kg.float().transpose(-1, -2)
         seen = valid.view(1, n)
         if causal:  # a global query sees every token at or before it
             seen = seen & (torch.arange(n, device=dev).view(1, n) <= g_idx.view(G, 1))
@@ -105,15 +139,17 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
         from_global, global_share = softmax_with_sink(s, sinks, head_dim=-3)  # (H, G, n), (H, G) or None
         if padded:  # a global position on padding attends nothing, like any padding query
             from_global = from_global.masked_fill(~valid[g_idx].view(1, G, 1), 0.0)
-        out[:, g_idx] = (from_global.to(vg.dtype) @ vg).to(out.dtype)
+        out[:, g_idx] = (kg.output(from_global) if projected else from_global.to(vg.dtype) @ vg).to(out.dtype)
     if padded:  # a padding query attends nothing (mask.py): its output is 0, as in HF, allenai and the reference
         out.masked_fill_(~valid.view(1, n, 1), 0.0)
     if not need_weights:
         return out, None
-    # rows that hold no band / to_global weights; band and tog are fresh kernel tensors, zeroed in place
-    silent = (is_global | ~valid).view(1, n, 1)
-    band.masked_fill_(silent, 0.0)
-    tog.masked_fill_(silent, 0.0)
+    # rows that hold no band / to_global weights (global, padding); band and tog are fresh kernel tensors, zeroed in
+    # place, those rows alone: a masked pass over the whole band cost as much as writing it
+    silent = g_idx if not padded else (is_global | ~valid).nonzero()[:, 0]
+    if len(silent):
+        band.index_fill_(1, silent, 0.0)
+        tog.index_fill_(1, silent, 0.0)
     if sink is not None:  # each query's sink share: the band rows from the kernel, the global rows from above
         sink.masked_fill_(~valid.view(1, n), 0.0)
         if G:
@@ -122,5 +158,9 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
         rec[:, g_idx] += tog.float().sum(1)
         rec += from_global.sum(1)
     from_global = band.new_zeros(H, 0, n) if from_global is None else from_global.to(weights_dtype)
-    make = AttentionWeights.causal_band if causal else AttentionWeights  # causal: the past half is kept
-    return out, make(band, tog, from_global, tuple(spec.dilation), tuple(global_tokens), rec, sink=sink)
+    rest = (tog, from_global, tuple(spec.dilation), tuple(global_tokens), rec)
+    if not causal:
+        return out, AttentionWeights(band, *rest, sink=sink)
+    if band.shape[-1] == spec.one_sided + 1:  # the blocked kernel wrote the past half alone
+        return out, AttentionWeights(band, *rest, sink=sink, causal=True)
+    return out, AttentionWeights.causal_band(band, *rest, sink=sink)  # causal: the past half is kept

@@ -34,7 +34,7 @@ CHUNK_BYTES = {"cpu": 4 << 20, "cuda": 64 << 20}
 def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | None = None,
               chunk_bytes: int | None = None, weights_dtype: torch.dtype = torch.float32, lse=None,
               causal: bool = False, global_ok: torch.Tensor | None = None, softcap: float | None = None,
-              sinks: torch.Tensor | None = None):
+              sinks: torch.Tensor | None = None, past_only: bool = False):
     """Undilated band + global columns for a batch of sequences.
 
     q, k, v: (Bt, h, m, hd), q already scaled;  key_ok: (Bt, m) bool, keys allowed in the band;
@@ -50,6 +50,8 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     sink logits in every row's denominator (`logits.softmax_with_sink`), ignored when lse is given (it then already
     holds the sink). Returns a fifth tensor, sink (Bt, h, m) fp32, each row's sink share, when sinks and
     need_weights are given (else None).
+    past_only (causal only): band holds the past half alone, (Bt, h, m, w + 1) with the row's own weight last: the
+    columns a causal row can fill (`AttentionWeights.causal_band`'s layout), with no zeros written for the rest.
 
     Blocks are processed `chunk_bytes` of scores at a time: the working set stays in cache and the temporaries
     reuse the same memory instead of faulting in fresh pages for every layer.
@@ -93,8 +95,10 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         out = None
     # captured weights are written once, straight in their storage dtype (fp16 halves that traffic)
     # causal: only offsets -w..0 are computed; the right half of the band layout stays 0
-    band = (torch.zeros if causal else torch.empty)(Bt, h, nb, B, 2 * w + 1, device=dev, dtype=weights_dtype) \
-        if need_weights else None
+    past_only = past_only and causal
+    band_cols = w + 1 if past_only else 2 * w + 1
+    band = (torch.zeros if causal and not past_only else torch.empty)(
+        Bt, h, nb, B, band_cols, device=dev, dtype=weights_dtype) if need_weights else None
     width = w + 1 + right  # band columns the window holds
     to_global = torch.empty(Bt, h, nb, B, G, device=dev, dtype=weights_dtype) if need_weights else None
     if need_weights:
@@ -139,9 +143,9 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         out = out.view(Bt, h, mp, hd)[:, :, :m]
     if not need_weights:
         return out, None, None, None, None
-    band = band.view(Bt, h, mp, 2 * w + 1)[:, :, :m]
+    band = band.view(Bt, h, mp, band_cols)[:, :, :m]
     if w < w_full:
-        band = F.pad(band, (w_full - w, w_full - w))
+        band = F.pad(band, (w_full - w, 0 if past_only else w_full - w))
     sink = None if sink is None else sink.view(Bt, h, mp)[:, :, :m]
     return out, band, to_global.view(Bt, h, mp, G)[:, :, :m], received[:, :, w:w + m], sink
 
@@ -149,14 +153,15 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
 def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=None, weights_dtype=torch.float32,
              causal: bool = False, global_ok=None, softcap=None, sinks=None):
     """Band attention with dilation d for heads (h, n, hd): each residue class i mod d is an undilated band.
-    global_ok: (n, G) bool or None; softcap, sinks (h,): see `band_core`."""
+    global_ok: (n, G) bool or None; softcap, sinks (h,): see `band_core`. Causal: the band is the past half alone,
+    (h, n, w + 1)."""
     n = q.shape[1]
     d = min(d, n)  # d >= n reaches no key but the token itself: the same as d = n, without padding to d rows
     gok = None if global_ok is None else to_classes(global_ok[None].to(torch.uint8), d)[:, 0].bool()  # (d, m, G)
     out, band, tog, rec, sink = band_core(to_classes(q, d), to_classes(k, d), to_classes(v, d),
                                           mask_to_classes(key_ok, d), w, gk, gv, need_weights, block,
                                           weights_dtype=weights_dtype, causal=causal, global_ok=gok, softcap=softcap,
-                                          sinks=sinks)
+                                          sinks=sinks, past_only=causal)
     if not need_weights:
         return from_classes(out, n), None, None, None, None
     per_row = lambda x: None if x is None else from_classes(x.unsqueeze(-1), n)[..., 0]  # (d, h, m) -> (h, n)
@@ -166,8 +171,9 @@ def _dilated(q, k, v, key_ok, w: int, d: int, gk, gv, need_weights: bool, block=
 def blocked_local(qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool, weights_dtype, block=None,
                   causal: bool = False, global_ok=None, softcap: float | None = None, sinks=None):
     """Band + global columns of every head with the blocked kernel, heads grouped by dilation.
-    Returns out (H, n, hd) and, if need_weights, band (H, n, W + 1), to_global (H, n, G), received (H, n) and
-    sink (H, n), each row's sink share (None without sinks). softcap, sinks (H,): see `band_core`."""
+    Returns out (H, n, hd) and, if need_weights, band (H, n, W + 1) (causal: its past half, (H, n, W/2 + 1)),
+    to_global (H, n, G), received (H, n) and sink (H, n), each row's sink share (None without sinks). softcap,
+    sinks (H,): see `band_core`."""
     H, n, hd = qs.shape
     w, G, dev = spec.one_sided, gk.shape[1], qs.device
     dilations = sorted(set(spec.dilation))
@@ -175,7 +181,7 @@ def blocked_local(qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights: bool
         return _dilated(qs, k, v, band_ok, w, dilations[0], gk, gv, need_weights, block, weights_dtype, causal,
                         global_ok, softcap, sinks)
     out = qs.new_empty(H, n, hd)
-    band = torch.zeros(H, n, 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
+    band = torch.zeros(H, n, w + 1 if causal else 2 * w + 1, device=dev, dtype=weights_dtype) if need_weights else None
     tog = torch.zeros(H, n, G, device=dev, dtype=weights_dtype) if need_weights else None
     rec = torch.zeros(H, n, device=dev) if need_weights else None
     sink = torch.zeros(H, n, device=dev) if need_weights and sinks is not None else None

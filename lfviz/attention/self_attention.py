@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import LayerSpec
 from . import sparse
-from .banded import banded_attention
+from .banded import GlobalProjections, banded_attention
 from .indexing import positions
 from .layout import AttentionWeights
 
@@ -56,7 +56,10 @@ class BandedSelfAttention(nn.Module):
         if global_tokens:
             idx = positions(tuple(global_tokens), hidden.device)
             qg = self._heads(self.query_global(hidden[idx]))  # (H, G, hd): only the global rows need queries
-            kg, vg = self._heads(self.key_global(hidden)), self._heads(self.value_global(hidden))
+            if len(global_tokens) < self.head_dim:  # cheaper through the G global queries than for every position
+                kg, vg = GlobalProjections(hidden, self.key_global, self.value_global, self.num_heads), None
+            else:
+                kg, vg = self._heads(self.key_global(hidden)), self._heads(self.value_global(hidden))
         out, weights = banded_attention(q, k, v, spec, global_tokens, valid, qg, kg, vg, need_weights,
                                         weights_dtype=weights_dtype, impl=impl)
         return out.transpose(0, 1).reshape(n, D), weights

@@ -204,3 +204,43 @@ def test_property_random_configs(n, half, heads, data, impl):
 def test_dilation_beyond_the_text_is_cheap_and_exact():
     w = check(7, 4, [10 ** 6, 1])
     assert w.band[0, 3].nonzero().flatten().tolist() == [2]  # only its own column
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("n_pad", [0, 3])
+def test_global_rows_through_the_weights_equal_projecting_every_position(bias, n_pad):
+    # GlobalProjections never makes the (H, n, hd) global keys and values: the answer must not change
+    from lfviz.attention.banded import GlobalProjections
+
+    g = torch.Generator().manual_seed(3)
+    H, hd, n = 3, 4, 40
+    D = H * hd
+    torch.manual_seed(3)
+    key, value, query = (torch.nn.Linear(D, D, bias=bias) for _ in range(3))
+    hidden = torch.randn(n, D, generator=g)
+    heads = lambda x: x.view(n, H, hd).transpose(0, 1)  # (H, n, hd)
+    q, k, v = (torch.randn(H, n, hd, generator=g) for _ in range(3))
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[n - n_pad:] = n_pad == 0
+    gt = (0, 7, n - 1)  # the last one on padding when n_pad
+    spec = LayerSpec(10, (1, 2, 1))
+    with torch.no_grad():
+        qg = heads(query(hidden))[:, list(gt)]
+        kg, vg = heads(key(hidden)), heads(value(hidden))
+        out, w = banded_attention(q, k, v, spec, gt, valid, qg, kg, vg, need_weights=True)
+        out2, w2 = banded_attention(q, k, v, spec, gt, valid, qg, GlobalProjections(hidden, key, value, H), None,
+                                    need_weights=True)
+    assert torch.allclose(out, out2, atol=1e-5) and torch.allclose(w.from_global, w2.from_global, atol=1e-6)
+    assert torch.equal(w.band, w2.band) and torch.allclose(w.received, w2.received, atol=1e-5)
+
+
+def test_causal_blocked_capture_keeps_the_past_half_alone():
+    # the blocked kernel writes the causal band's past half (W/2 + 1 columns) straight, with no full band made
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 50, 8, generator=g) for _ in range(3))
+    spec = LayerSpec(12, (1, 3))
+    _, w = banded_attention(q, k, v, spec, (0, 1), None, q[:, :2], k, v, need_weights=True, impl="blocked",
+                            causal=True)
+    _, ref = reference_attention(q, k, v, q, k, v, spec, (0, 1), None, causal=True)
+    assert w.causal and w.stored.shape == (2, 50, 7)
+    assert torch.allclose(w.dense(), ref, atol=TOL)
