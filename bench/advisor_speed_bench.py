@@ -13,6 +13,7 @@ import argparse
 import importlib.util
 import json
 import os
+import sys
 import time
 
 import lfviz
@@ -46,6 +47,7 @@ def main():
     if args.advisor_file:  # imported inside the package, so its relative imports resolve as the original's
         spec = importlib.util.spec_from_file_location("lfviz.analysis._advisor_measured", args.advisor_file)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up there
         spec.loader.exec_module(module)
         advise_fn = module.advise
     samples = {s.id: s for s in list_samples()}

@@ -258,8 +258,9 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
         advice.shortlist = shortlist(far, t.tokens, t.offsets, text, t.question_tokens, base, size, blind, first)
         reasons = dict(advice.shortlist)
         budget = search_runs(k, len(advice.shortlist)) if runs is None else max(1, int(runs))
+        every = advice.copied_every  # its restarts (and token 0) all carry the first position's embedding
         search = greedy(measure, advice.shortlist, estimate(advice.shortlist, far, blind), advice.base_gap, k,
-                        budget, tell, len(presets))
+                        budget, tell, len(presets), group=(lambda p: p % every == 0 or None) if every else None)
         while True:
             try:
                 batch, after, gain = next(search)

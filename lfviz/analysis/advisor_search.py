@@ -4,8 +4,10 @@ real run, and a caller may stop it between runs and keep what it has.
 A run of the whole document is what every number costs, so the search spends a fixed number of them
 (`search_runs`), whatever the shortlist's size:
 1. Screen: rank the shortlist by a cheap estimate from the reference run (`estimate`: the attention full attention
-   gives a key from beyond the window, and how far the base run's state of the token drifts) and measure only the
-   best few alone ("singles"). The best single is the first pick.
+   gives a key from beyond the window, and how far the base run moved the token's state) and measure alone
+   ("singles") only the best-ranked candidate of each reason it is on the list for (far-reached, first tokens,
+   sentence starts, relays, ...). The best single is the first pick; a reason whose single helped puts its other
+   candidates first in line, one whose single hurt puts them last.
 2. Grow in measured steps of 1, 2, 4, ... picks: the next candidates (measured singles by their gain, then the
    rest by estimate) are added together and measured once; a step that brings the run closer is kept (its picks
    share the step's measured gap: `Pick.measured_with`), one that does not is halved and tried again, and a lone
@@ -90,36 +92,51 @@ def search_runs(k: int, candidates: int) -> int:
     return min(8, candidates + len(step_sizes(k)) + (1 if k > 1 else 0))
 
 
-def estimate(candidates, far, blind) -> dict[int, float]:
-    """A cheap score per candidate, from the reference run alone: its share of the attention full attention gives
-    from beyond the window (summed over layers), plus its own drift in the base run (how far its state moved),
-    each scaled by its largest value over the shortlist. Higher: measured first."""
+def estimate(candidates, far, blind=None) -> dict[int, float]:
+    """A cheap score per candidate, from the reference and base runs alone: its share of the attention full
+    attention gives from beyond the window (summed over layers), plus a quarter of its own drift in the base run
+    (how far its state moved: `blind`), each scaled by its largest value over the shortlist. Higher: measured
+    first."""
     pos = [p for p, _ in candidates]
     f = np.asarray([float(far[p]) for p in pos])
-    b = np.nan_to_num(np.asarray([float(blind[p]) for p in pos], dtype=float), nan=0.0) if blind is not None \
-        else np.zeros(len(pos))
-    f = f / f.max() if f.max() > 0 else f
-    b = np.clip(b, 0, None)
-    b = b / b.max() if b.max() > 0 else b
+    b = np.zeros(len(pos)) if blind is None else np.clip(np.nan_to_num(np.asarray([float(blind[p]) for p in pos],
+                                                                                  dtype=float), nan=0.0), 0, None)
+    f = f / f.max() if len(f) and f.max() > 0 else f
+    b = b / b.max() if len(b) and b.max() > 0 else b
     return {p: float(x + 0.25 * y) for p, x, y in zip(pos, f, b)}
 
 
 def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: float, k: int, runs: int,
-           tell: Callable[[int, int, str], None], presets_left: int = 0):
+           tell: Callable[[int, int, str], None], presets_left: int = 0, group: Callable[[int], object] = None):
     """Grow up to k picks from `candidates` in at most `runs` measured runs (see the module docstring). A generator:
     yields (positions, gap, gain) for each kept step, as it is kept; returns None when k picks were kept, else why
     fewer ("no candidate brought the run closer", "the search's N runs were spent"). tell(picks, runs_left, what)
-    hears before each run what it is for and how many runs are left (the presets' included)."""
+    hears before each run what it is for and how many runs are left (the presets' included).
+    group(p): candidates with the same non-None group do one job (a converted model's copied positions restart:
+    each carries the first position's embedding), so one of a group is screened, and once one is picked the
+    others wait at the back of the queue."""
     steps = step_sizes(k)
-    singles = max(1, min(len(candidates), runs - len(steps) - (1 if k > 1 else 0)))
-    ranked = sorted((p for p, _ in candidates), key=lambda p: -scores[p])
+    group = group or (lambda p: None)
+    reason = dict(candidates)
+    ranked = sorted(reason, key=lambda p: -scores[p])
+    kinds, groups, screened = set(), set(), []  # the best-ranked of each reason (a group once), best first
+    for p in ranked:
+        if reason[p] not in kinds and (group(p) is None or group(p) not in groups):
+            screened.append(p)
+            kinds.add(reason[p])
+            groups.add(group(p))
+    singles = max(1, min(len(screened), runs, max(runs - len(steps) - (1 if k > 1 else 0), 4)))
     start = measure.runs
     spent = lambda: measure.runs - start
     gains = {}
-    for p in ranked[:singles]:
+    for p in screened[:singles]:
         tell(0, runs - spent() + presets_left, f"measuring candidate {p} alone ({len(gains) + 1} of {singles})")
         gains[p] = base_gap - measure([p])
-    queue = [p for p in sorted(gains, key=lambda p: -gains[p]) if gains[p] > 0] + ranked[singles:]
+    # then the measured singles that helped, best first, and the others: those of a reason whose screened single
+    # helped most first (a reason whose single hurt last), by estimate within a reason
+    by_reason = {reason[p]: g for p, g in gains.items()}
+    queue = [p for p in sorted(gains, key=lambda p: -gains[p]) if gains[p] > 0] + \
+        sorted((p for p in ranked if p not in gains), key=lambda p: (-by_reason.get(reason[p], 0.0), -scores[p]))
     chosen, current, size = [], base_gap, 1  # the first step is the best single: measured already
     while len(chosen) < k and queue:
         batch = queue[:min(size, k - len(chosen))]
@@ -133,6 +150,8 @@ def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: fl
             chosen += batch
             yield batch, after, current - after
             current, queue = after, queue[len(batch):]
+            done = {group(p) for p in batch} - {None}
+            queue = [p for p in queue if group(p) not in done] + [p for p in queue if group(p) in done]
             size = len(chosen)  # each kept step doubles the picks
         elif len(batch) > 1:
             size = max(1, len(batch) // 2)  # a smaller step of the same best candidates
