@@ -4,10 +4,8 @@ real run, and a caller may stop it between runs and keep what it has.
 A run of the whole document is what every number costs, so the search spends a fixed number of them
 (`search_runs`), whatever the shortlist's size:
 1. Screen: rank the shortlist by a cheap estimate from the reference run (`estimate`: the attention full attention
-   gives a key from beyond the window, and how far the base run moved the token's state) and measure alone
-   ("singles") only the best-ranked candidate of each reason it is on the list for (far-reached, first tokens,
-   sentence starts, relays, ...). The best single is the first pick; a reason whose single helped puts its other
-   candidates first in line, one whose single hurt puts them last.
+   gives a key from beyond the window, and how far the base run moved the token's state) and measure only the
+   best few alone ("singles"). The best single is the first pick.
 2. Grow in measured steps of 1, 2, 4, ... picks: the next candidates (measured singles by their gain, then the
    rest by estimate) are added together and measured once; a step that brings the run closer is kept (its picks
    share the step's measured gap: `Pick.measured_with`), one that does not is halved and tried again, and a lone
@@ -117,26 +115,21 @@ def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: fl
     others wait at the back of the queue."""
     steps = step_sizes(k)
     group = group or (lambda p: None)
-    reason = dict(candidates)
-    ranked = sorted(reason, key=lambda p: -scores[p])
-    kinds, groups, screened = set(), set(), []  # the best-ranked of each reason (a group once), best first
+    ranked = sorted((p for p, _ in candidates), key=lambda p: -scores[p])
+    groups, screened = set(), []  # by estimate, one of a group
     for p in ranked:
-        if reason[p] not in kinds and (group(p) is None or group(p) not in groups):
+        if group(p) is None or group(p) not in groups:
             screened.append(p)
-            kinds.add(reason[p])
             groups.add(group(p))
-    singles = max(1, min(len(screened), runs, max(runs - len(steps) - (1 if k > 1 else 0), 4)))
+    singles = max(1, min(len(screened), runs - len(steps) - (1 if k > 1 else 0)))
     start = measure.runs
     spent = lambda: measure.runs - start
     gains = {}
     for p in screened[:singles]:
         tell(0, runs - spent() + presets_left, f"measuring candidate {p} alone ({len(gains) + 1} of {singles})")
         gains[p] = base_gap - measure([p])
-    # then the measured singles that helped, best first, and the others: those of a reason whose screened single
-    # helped most first (a reason whose single hurt last), by estimate within a reason
-    by_reason = {reason[p]: g for p, g in gains.items()}
-    queue = [p for p in sorted(gains, key=lambda p: -gains[p]) if gains[p] > 0] + \
-        sorted((p for p in ranked if p not in gains), key=lambda p: (-by_reason.get(reason[p], 0.0), -scores[p]))
+    # then the measured singles that helped, best first, and the others by estimate
+    queue = [p for p in sorted(gains, key=lambda p: -gains[p]) if gains[p] > 0] + [p for p in ranked if p not in gains]
     chosen, current, size = [], base_gap, 1  # the first step is the best single: measured already
     while len(chosen) < k and queue:
         batch = queue[:min(size, k - len(chosen))]
