@@ -116,9 +116,9 @@ def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: fl
     steps = step_sizes(k)
     group = group or (lambda p: None)
     ranked = sorted((p for p, _ in candidates), key=lambda p: -scores[p])
-    groups, screened = set(), []  # by estimate, one of a group
+    groups, screened = set(), []  # by estimate, one of a group (k = 1: every one, each single is an answer)
     for p in ranked:
-        if group(p) is None or group(p) not in groups:
+        if k == 1 or group(p) is None or group(p) not in groups:
             screened.append(p)
             groups.add(group(p))
     singles = max(1, min(len(screened), runs - len(steps) - (1 if k > 1 else 0)))
