@@ -169,7 +169,7 @@ def show(number: int, runner, text: str, cfgs: dict, present: bool = False) -> S
         # a projector: the figure's type grows with the page's (a copy: the handout keeps its own size)
         # (Streamlit's theme would set its own small type, and a legend below the plot falls under the fold)
         figure = go.Figure(step.figure).update_layout(
-            font_size=18, height=560, title_font_size=22, margin=dict(t=120),
+            font_size=18, height=560, title_font_size=22, margin=dict(t=120, l=100),
             legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom")) if present else step.figure
         st.plotly_chart(figure, key=f"lesson_figure_{number}", width="stretch", theme=None if present else "streamlit")
     for line in step.details:

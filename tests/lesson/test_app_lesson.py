@@ -82,6 +82,7 @@ def test_presenter_mode_from_the_url_hides_the_sidebar():
     chart = at.get("plotly_chart")[0].proto
     layout = json.loads(chart.spec)["layout"]
     assert layout["font"]["size"] == 18 and layout["legend"]["y"] > 1  # the legend above the plot, not under the fold
+    assert layout["margin"]["l"] >= 100  # room for the axis title in large type (it was cut at the left edge)
     assert chart.theme != "streamlit"  # Streamlit's theme would shrink the type again
     at.toggle(key="lesson_present").set_value(False).run()
     assert "present" not in at.query_params and at.title
