@@ -155,3 +155,24 @@ def test_step_8_tries_another_window_for_the_full_layers(tiny_gemma3_folder):
     slider.set_value(32).run()
     assert not at.exception and at.success[0].value != before
     assert any("get window 32 here" in c.value for c in at.caption)
+
+
+def test_on_gemma3_the_copy_test_waits_until_step_8_is_shown(tiny_gemma3_folder):
+    from lfviz.app import cache, lesson_steps
+
+    at = new_app()
+    at.session_state["document"] = "The keeper logged the passing ships at dusk. " * 9  # a text of its own: nothing cached
+    at.session_state["sample"], at.session_state["model"] = "custom", str(tiny_gemma3_folder)
+    at.session_state["lesson_base"] = TINY
+    at.query_params["step"] = "2"
+    at.switch_page("pages/lesson.py").run()
+    assert not at.exception, at.exception
+    for worker in list(lesson_steps._WORKERS.values()):
+        worker.join(120)
+    mine = [k for k in cache.store().keys() if k[:2] == ("lesson", str(tiny_gemma3_folder))]
+    assert {k[3] for k in mine} == {1, 2, 3, 4, 5, 6, 7}  # every step but the copy test, measured behind step 2
+    at.run()
+    assert any("step 8 is measured when shown" in c.value for c in at.caption)
+    at.query_params["step"] = "8"
+    at.run()
+    assert "native" in at.success[0].value
