@@ -169,7 +169,9 @@ def test_on_gemma3_the_copy_test_waits_until_step_8_is_shown(tiny_gemma3_folder)
     assert not at.exception, at.exception
     for worker in list(lesson_steps._WORKERS.values()):
         worker.join(120)
-    mine = [k for k in cache.store().keys() if k[:2] == ("lesson", str(tiny_gemma3_folder))]
+    model = str(tiny_gemma3_folder)
+    doc = lesson_steps._doc_key(model, at.session_state["document"])
+    mine = [k for k in cache.store().keys() if k[:3] == ("lesson", model, doc)]
     assert {k[3] for k in mine} == {1, 2, 3, 4, 5, 6, 7}  # every step but the copy test, measured behind step 2
     at.run()
     assert any("step 8 is measured when shown" in c.value for c in at.caption)
