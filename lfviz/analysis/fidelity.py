@@ -169,10 +169,14 @@ def _far_probe(specs, n: int, causal: bool, received: torch.Tensor, reference=No
                 scores.masked_fill_(~seen.to(scores.device), float("-inf"))
             probs = softmax_with_sink(scores, None if sinks is None else sinks.to(scores.device), head_dim=-3)[0]
             for d, heads in groups.items():
-                near = attends(keys[s:e].view(-1, 1), keys.view(1, n), one_sided=spec.one_sided, dilation=d,
-                               is_global=none, is_valid=valid, causal=causal)  # (C, n)
-                part = probs[heads].sum(0) if len(heads) < H else probs.sum(0)
-                received.add_(part.masked_fill_(near.to(part.device), 0.0).sum(0).cpu() / H)
+                part = probs[heads].sum(0) if len(heads) < H else probs.sum(0)  # (C, n)
+                # the band reaches keys [s - w*d, e + w*d): outside it every key is beyond the window for these
+                # queries, so only that slice needs the predicate ((C, C + 2wd) instead of (C, n))
+                lo, hi = max(0, s - spec.one_sided * d), min(n, e + spec.one_sided * d)
+                near = attends(keys[s:e].view(-1, 1), keys[lo:hi].view(1, -1), one_sided=spec.one_sided,
+                               dilation=d, is_global=none, is_valid=valid, causal=causal)  # (C, hi - lo)
+                part[:, lo:hi].masked_fill_(near.to(part.device), 0.0)
+                received.add_(part.sum(0).cpu() / H)
     return probe
 
 
