@@ -12,6 +12,18 @@ import lfviz
 from lfviz.model.loading import embedded_model_dir
 
 
+@pytest.fixture(autouse=True)
+def _lesson_stops_measuring():
+    """A Lesson page opened by a test measures its other steps in a background thread: stop it when the test ends,
+    so it neither slows the next tests nor holds memory in the cache a memory-budget test sets small."""
+    yield
+    import sys
+
+    steps = sys.modules.get("lfviz.app.lesson_steps")  # only where a test imported the app's lesson
+    if steps is not None:
+        steps.stop_background()
+
+
 def tiny_config(**kw) -> LongformerConfig:
     """HF's test-sized Longformer: hidden 32, 2 layers, 4 heads."""
     base = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,

@@ -126,6 +126,15 @@ def _stop_workers() -> None:
         w.join()
 
 
+def stop_background() -> None:
+    """Stop every background worker after its current step and let new ones start (tests: a lesson opened by one
+    test must not keep measuring, and holding memory in the cache, while the next one runs)."""
+    _stop_workers()
+    with _WORKERS_LOCK:
+        _WORKERS.clear()
+    _STOP.clear()
+
+
 def _todo(model: str, runner, text: str, cfgs: dict) -> list[int]:
     return [n for n in cfgs if not STEPS[n - 1].lazy and cache.store().get(_store_key(model, n, text, cfgs[n])) is None]
 
