@@ -33,6 +33,21 @@ def hf_plan(model: BigBirdModel, layer: int) -> np.ndarray:
     return np.stack(plan)  # (H, nb - 2, r)
 
 
+def hf_layer0(model: BigBirdModel):
+    """HF's layer 0 on N random tokens: its q, k, v (H, n, d) and the context it returned (1, n, 32)."""
+    seen = []
+    hook = lambda m, args, kwargs, out: seen.append((m, kwargs.get("hidden_states", args[0] if args else None), out[0]))
+    handle = model.encoder.layer[0].attention.self.register_forward_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(torch.randint(5, 100, (1, N), generator=torch.Generator().manual_seed(1)))
+    finally:
+        handle.remove()
+    module, hidden, context = seen[0]
+    heads = lambda x: x[0].view(N, 2, 16).transpose(0, 1)  # (H, n, d)
+    return heads(module.query(hidden)), heads(module.key(hidden)), heads(module.value(hidden)), context
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_the_pattern_is_where_hugging_faces_probabilities_are_nonzero(train):
     model = hf_model(train)
@@ -80,17 +95,7 @@ def test_the_same_weights_under_lfvizs_bigbird_give_hugging_faces_output(train):
     from lfviz.attention.sparse import pattern_attention
 
     model = hf_model(train)
-    seen = []
-    hook = lambda m, args, kwargs, out: seen.append((m, kwargs.get("hidden_states", args[0] if args else None), out[0]))
-    handle = model.encoder.layer[0].attention.self.register_forward_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(torch.randint(5, 100, (1, N), generator=torch.Generator().manual_seed(1)))
-    finally:
-        handle.remove()
-    module, hidden, context = seen[0]
-    heads = lambda x: x[0].view(N, 2, 16).transpose(0, 1)  # (H, n, d)
-    q, k, v = heads(module.query(hidden)), heads(module.key(hidden)), heads(module.value(hidden))
+    q, k, v, context = hf_layer0(model)
     blocks = bigbird.block_mask(N // BLOCK, hf_plan(model, 0)).to(torch.int32)  # (H, nb, nb)
     if not train:
         blocks[:, 1:-1, 0] += R  # the all-zero plan: block 0 again in each random slot

@@ -11,7 +11,7 @@ from lfviz.attention import bigbird, block_sparse, sparse
 from lfviz.attention.block_sparse import block_sparse_attention, key_slots
 from lfviz.attention.sparse import BigBirdPattern, attention_pattern, pattern_attention
 
-from test_bigbird import BLOCK, N, R, hf_model, hf_plan
+from test_bigbird import BLOCK, N, R, hf_layer0, hf_model, hf_plan
 
 CASES = [  # heads, length, head dim, block, random blocks
     (2, 45, 8, 4, 2),  # padded: 12 blocks, the last one token
@@ -84,17 +84,7 @@ def test_with_hugging_faces_plan_the_kernel_gives_hugging_faces_output(train):
     """HF's BigBird layer 0 (block 4, 2 random blocks) on the same q, k, v and plan: the kernel's output is HF's
     context. Eval mode: HF's all-zero plan, block 0 counted once more per random slot (repeats=True)."""
     model = hf_model(train)
-    seen = []
-    hook = lambda m, args, kwargs, out: seen.append((m, kwargs.get("hidden_states", args[0] if args else None), out[0]))
-    handle = model.encoder.layer[0].attention.self.register_forward_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(torch.randint(5, 100, (1, N), generator=torch.Generator().manual_seed(1)))
-    finally:
-        handle.remove()
-    module, hidden, context = seen[0]
-    heads = lambda x: x[0].view(N, 2, 16).transpose(0, 1)  # (H, n, d)
-    q, k, v = heads(module.query(hidden)), heads(module.key(hidden)), heads(module.value(hidden))
+    q, k, v, context = hf_layer0(model)
     plan = hf_plan(model, 0)
     assert plan.shape == (2, N // BLOCK - 2, R) and plan.any() == train
     got = block_sparse_attention(q, k, v, plan, BLOCK, 16 ** -0.5, repeats=not train)
