@@ -57,9 +57,10 @@ def best_of(calls: dict, repeat: int, once=()) -> dict:
     return best
 
 
-def timing(args):
-    rows = []
-    for model in args.models:
+def documents(models, args):
+    """Each model's runner, its config (window `args.window`; one global token, or 4 sinks on a causal LM) and each
+    sample as the benches run it: (model, runner, causal, cfg, sample id, text, question, tokens)."""
+    for model in models:
         runner = lfviz.load_runner(model, device="cpu")
         causal = runner.task == "causal-lm"
         cfg = AttentionConfig(window=args.window, global_tokens=(0, 1, 2, 3) if causal else (0,))
@@ -67,36 +68,42 @@ def timing(args):
             text = first_tokens(runner, sample.text, args.causal_tokens) if causal else sample.text
             question = None if causal else sample.question
             n = len(runner.tokenize(text, question).input_ids)
-            bb, _ = equal_budget(cfg, n)
-            once = ("BigBird generic",) if args.generic_once else ()
-            calls = {"Longformer": lambda: runner.run(text, config=cfg, question=question, capture_layers=[0],
-                                                      output_hidden_states=True)}
-            for name, pattern in kernels(bb):
-                def run(pattern=pattern):
-                    with attention_pattern_picture(pattern):
-                        runner.run(text, question=question, capture=False, output_hidden_states=True)
-                calls[name] = run
-            forward = best_of(calls, args.repeat, once)
-            # the attention call alone, on the model's shapes: Longformer's band + globals vs BigBird's blocks
-            H, hd = runner.num_heads, runner.config.hidden_size // runner.num_heads
-            g = torch.Generator().manual_seed(0)
-            q, k, v = (torch.randn(H, n, hd, generator=g) for _ in range(3))
-            spec, glob = cfg.resolve(runner.num_layers, H)[0], list(cfg.global_tokens)
-            kcalls = {"Longformer": lambda: banded_attention(q, k, v, spec, glob, None, q[:, glob], k, v, causal=causal,
-                                                             impl="blocked")}
-            for name, pattern in kernels(bb):
-                kcalls[name] = lambda pattern=pattern: run_layer(pattern, q, k, v, causal)
-            kernel = best_of(kcalls, args.repeat, once)
-            row = {"model": model, "document": sample.id, "tokens": n, "block": bb.block, "random": bb.num_random,
-                   "forward s": {a: round(x, 3) for a, x in forward.items()},
-                   "forward x Longformer": {a: round(x / forward["Longformer"], 2) for a, x in forward.items()},
-                   "kernel s": {a: round(x, 4) for a, x in kernel.items()},
-                   "kernel x Longformer": {a: round(x / kernel["Longformer"], 2) for a, x in kernel.items()},
-                   "loadavg": open("/proc/loadavg").read().split()[:3]}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            with open(args.out, "w") as f:
-                json.dump(rows, f, indent=1)
+            yield model, runner, causal, cfg, sample.id, text, question, n
+
+
+def timing(args):
+    rows = []
+    for model, runner, causal, cfg, doc, text, question, n in documents(args.models, args):
+        bb, _ = equal_budget(cfg, n)
+        once = ("BigBird generic",) if args.generic_once else ()
+        calls = {"Longformer": lambda: runner.run(text, config=cfg, question=question, capture_layers=[0],
+                                                  output_hidden_states=True)}
+        for name, pattern in kernels(bb):
+            def run(pattern=pattern):
+                with attention_pattern_picture(pattern):
+                    runner.run(text, question=question, capture=False, output_hidden_states=True)
+            calls[name] = run
+        forward = best_of(calls, args.repeat, once)
+        # the attention call alone, on the model's shapes: Longformer's band + globals vs BigBird's blocks
+        H, hd = runner.num_heads, runner.config.hidden_size // runner.num_heads
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(H, n, hd, generator=g) for _ in range(3))
+        spec, glob = cfg.resolve(runner.num_layers, H)[0], list(cfg.global_tokens)
+        kcalls = {"Longformer": lambda: banded_attention(q, k, v, spec, glob, None, q[:, glob], k, v, causal=causal,
+                                                         impl="blocked")}
+        for name, pattern in kernels(bb):
+            kcalls[name] = lambda pattern=pattern: run_layer(pattern, q, k, v, causal)
+        kernel = best_of(kcalls, args.repeat, once)
+        row = {"model": model, "document": doc, "tokens": n, "block": bb.block, "random": bb.num_random,
+               "forward s": {a: round(x, 3) for a, x in forward.items()},
+               "forward x Longformer": {a: round(x / forward["Longformer"], 2) for a, x in forward.items()},
+               "kernel s": {a: round(x, 4) for a, x in kernel.items()},
+               "kernel x Longformer": {a: round(x / kernel["Longformer"], 2) for a, x in kernel.items()},
+               "loadavg": open("/proc/loadavg").read().split()[:3]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 def attention_pattern_picture(pattern):
@@ -125,23 +132,15 @@ def main():
         return timing(args)
     args.out = args.out or "bench/patterns_results.json"
     rows = []
-    for model in ("embedded", "smollm2"):
-        runner = lfviz.load_runner(model, device="cpu")
-        causal = runner.task == "causal-lm"
-        cfg = AttentionConfig(window=args.window, global_tokens=(0, 1, 2, 3) if causal else (0,))
-        for sample in list_samples():
-            text = first_tokens(runner, sample.text, args.causal_tokens) if causal else sample.text
-            question = None if causal else sample.question
-            runs = run_patterns(runner, text, cfg, layer=0, question=question, cells=16)
-            n = len(runner.tokenize(text, question).input_ids)
-            for r in runs:
-                row = {"model": model, "document": sample.id, "tokens": n, "pattern": r.name, "settings": r.settings,
-                       "keys per query": round(r.keys_per_query, 1), "distance": r.gap,
-                       "seconds": round(r.seconds, 2), "memory MB": None if r.memory_mb is None else round(r.memory_mb)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-            with open(args.out, "w") as f:
-                json.dump(rows, f, indent=1)
+    for model, runner, causal, cfg, doc, text, question, n in documents(("embedded", "smollm2"), args):
+        for r in run_patterns(runner, text, cfg, layer=0, question=question, cells=16):
+            row = {"model": model, "document": doc, "tokens": n, "pattern": r.name, "settings": r.settings,
+                   "keys per query": round(r.keys_per_query, 1), "distance": r.gap,
+                   "seconds": round(r.seconds, 2), "memory MB": None if r.memory_mb is None else round(r.memory_mb)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":
