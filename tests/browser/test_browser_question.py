@@ -4,7 +4,7 @@ written: no question word painted over its first characters, no "[SEP]" inside "
 Screenshots: out/screenshots/received_question.png and global_lab_question.png."""
 import pytest
 
-from test_browser import CHROMIUM, SHOTS, exceptions, server, wait_idle  # noqa: F401  (server is a fixture)
+from test_browser import SHOTS, exceptions, launch, server, wait_idle  # noqa: F401  (server is a fixture)
 
 pytestmark = pytest.mark.browser
 QUESTION_LINE = "Question: Who designed Carrow Point Lighthouse?"
@@ -20,8 +20,7 @@ def test_the_qa_sample_shows_its_question_apart(server):
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-background-networking"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(server.url + "/attention?sample=qa_passage", wait_until="domcontentloaded")
         wait_idle(page)

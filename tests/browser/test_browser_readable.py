@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from test_browser import CHROMIUM, SHOTS, exceptions, goto, server, wait_idle  # noqa: F401 (server: a fixture)
+from test_browser import QUIET, SHOTS, exceptions, goto, launch, server, wait_idle  # noqa: F401 (server: a fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -27,9 +27,7 @@ def page(server):  # noqa: F811
     SHOTS.mkdir(parents=True, exist_ok=True)
     outside = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(p, *QUIET)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
         def guard(route):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from test_browser import CHROMIUM, SHOTS, exceptions, serve, wait_idle
+from test_browser import SHOTS, exceptions, launch, serve, wait_idle
 
 from lfviz.lesson.steps import STEPS
 
@@ -46,8 +46,7 @@ def test_walk_the_lesson_by_keyboard_and_open_the_handout_offline(server, tmp_pa
             route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-background-networking"])
+        browser = launch(p)
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         context.route("**/*", guard)
         page = context.new_page()

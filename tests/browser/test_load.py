@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from test_browser import CHROMIUM, exceptions, server, wait_idle  # noqa: F401  (server is a fixture)
+from test_browser import exceptions, launch, server, wait_idle  # noqa: F401  (server is a fixture)
 
 pytestmark = pytest.mark.browser
 TABS, SECONDS, MAX_ROUNDS = 4, 40, 6
@@ -23,8 +23,7 @@ def test_four_tabs_at_once(server):
     url, pid = server.url, server.pid
     errors, outside = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-background-networking"])
+        browser = launch(p)
         tabs = []
         for i in range(TABS):
             ctx = browser.new_context(viewport={"width": 1200, "height": 900})  # its own session

@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from test_browser import CHROMIUM, SHOTS, exceptions, goto, serve, wait_idle
+from test_browser import SHOTS, exceptions, goto, launch, serve, wait_idle
 
 from lfviz.config import AttentionConfig
 from lfviz.study.job import META_KEY, run_study
@@ -46,8 +46,7 @@ def test_a_visitor_reads_no_server_file(shared_server, tmp_path):
     SHOTS.mkdir(parents=True, exist_ok=True)
     crafted = _crafted_results(tmp_path)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-background-networking"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(shared_server + "/?window=16", wait_until="domcontentloaded")
         wait_idle(page)
