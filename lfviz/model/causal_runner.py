@@ -253,10 +253,6 @@ class CausalRunner(RunnerBase):
             (lambda logits: mechanisms(self.config, logits if head.bias is None else logits + head.bias))
         return next_token_stats(head.weight, hidden, ids, top_k, logit_rows(self.config.vocab_size), start, post)
 
-    def output_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(r, D) last hidden states -> (r, V) logits as the model's own forward gives them."""
-        return families.apply_output_mechanisms(self.config, self.model.get_output_embeddings()(hidden))
-
     def suggest_global_tokens(self, text: str, question: str | None = None) -> tuple[int, ...]:
         """The usual sinks of a model trained with full attention run under a window: the first four tokens. A model
         trained with a sliding window starts with none: its native pattern is what it was trained with."""
