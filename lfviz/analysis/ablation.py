@@ -78,13 +78,15 @@ def layer_ablation(runner, input_ids, config: AttentionConfig | None = None, spa
         if progress:
             progress(i, len(plans), name)
         cfg = config if not layers else config.replace(window=set_windows(windows, layers, window))
-        losses = _losses(runner, ids, config, cfg, base) if reuse else None
+        losses = None
+        if reuse and not layers:  # the first run, kept for the others to start from: (state, losses) or None
+            base = _recorded(runner, ids, cfg)
+            losses = base[1] if base else None
+        elif base:
+            losses = _resumed(runner, ids, config, cfg, base)
         if losses is None:
             res = runner.run(input_ids=ids, config=cfg, capture=False)
             losses = tuple(float(x) for x in res.predictions.token_scores[0])
-        elif not layers:
-            base = losses  # (state, losses) of the first run, for the others to start from
-            losses = losses[1]
         rows.append(AblationRow(name, layers, _perplexity(losses, None), _perplexity(losses, span) if span else
                                 float("nan"), losses))
     if progress:
@@ -92,28 +94,35 @@ def layer_ablation(runner, input_ids, config: AttentionConfig | None = None, spa
     return rows
 
 
-def _losses(runner, ids, config: AttentionConfig, cfg: AttentionConfig, base):
-    """Per-token losses of `ids` under `cfg`, resumed from `base` (the first run's kept state and losses) where it
-    can be; the first run (base None): (state, losses). None where the decoder cannot be resumed."""
+def _recorded(runner, ids, cfg: AttentionConfig):
+    """The first run of `ids` under `cfg`, kept for resuming at each full layer: (state, per-token losses); None
+    where the decoder cannot be resumed (the caller then runs every configuration whole)."""
     import torch
 
     from ..model import layer_resume
 
     if not hasattr(runner, "next_token_stats"):
         return None
-    x = torch.tensor(ids, dtype=torch.long, device=runner.device)
-    if base is None:
-        state = layer_resume.record(runner, ids, cfg, keep=full_layers(runner.native_windows))
-        if not state.resumable:
-            return None
-        return state, tuple(runner.next_token_stats(state.last, x, 0)[0].tolist())
-    state, before = base
+    state = layer_resume.record(runner, ids, cfg, keep=full_layers(runner.native_windows))
     if not state.resumable:
         return None
-    specs = [s for s in (c.resolve(runner.num_layers, runner.num_heads) for c in (config, cfg))]
+    x = torch.tensor(ids, dtype=torch.long, device=runner.device)
+    return state, tuple(runner.next_token_stats(state.last, x, 0)[0].tolist())
+
+
+def _resumed(runner, ids, config: AttentionConfig, cfg: AttentionConfig, base):
+    """Per-token losses of `ids` under `cfg`, resumed from `base` (`_recorded` under `config`) at the first layer
+    where they differ; None where that layer's input was not kept."""
+    import torch
+
+    from ..model import layer_resume
+
+    state, before = base
+    specs = [c.resolve(runner.num_layers, runner.num_heads) for c in (config, cfg)]
     layer, position = layer_resume.first_change(*specs, len(ids))
     if layer not in state.inputs:
         return None
+    x = torch.tensor(ids, dtype=torch.long, device=runner.device)
     last = layer_resume.resume(runner, state, cfg, layer)
     after = runner.next_token_stats(last, x, 0, start=position)[0].tolist()
     # tokens up to `position` are predicted from rows before it, which the change does not reach

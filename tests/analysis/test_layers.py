@@ -80,6 +80,31 @@ def test_the_experiment_reuses_the_first_run_and_gives_the_whole_runs_numbers(ti
             h.remove()
 
 
+def test_a_decoder_that_cannot_be_resumed_runs_each_configuration_once(tiny_gemma3, monkeypatch):
+    """Where the first run cannot be kept for resuming, the experiment runs every configuration whole, once: it
+    recorded (a whole decoder run) again before each later configuration's whole run."""
+    from lfviz.model import layer_resume
+
+    real, recorded = layer_resume.record, []
+
+    def unresumable(*a, **k):
+        recorded.append(1)
+        state = real(*a, **k)
+        state.resumable = False
+        return state
+
+    monkeypatch.setattr(layer_resume, "record", unresumable)
+    calls = []
+    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in tiny_gemma3.model.get_decoder().layers]
+    try:
+        rows = ablation.layer_ablation(tiny_gemma3, list(range(2000, 2000 + 3 * N)))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(rows) == 4 and len(recorded) == 1
+    assert len(calls) == 6 + 4 * 6  # the one recording, then four whole runs
+
+
 def test_first_change_says_which_layer_and_position_a_window_change_reaches():
     from lfviz.config import LayerSpec
     from lfviz.model.layer_resume import first_change
