@@ -90,7 +90,8 @@ def main():
     res = calls["lfviz"]()
     ppl_hf = float(torch.nn.functional.cross_entropy(hf_logits(hf)[0, :-1], x[0, 1:]).exp())
     kept = sum(w.stored.numel() * w.stored.element_size() + w.to_global.numel() * w.to_global.element_size()
-               + w.from_global.numel() * w.from_global.element_size() + w.received.numel() * 4
+               + w.from_global.numel() * w.from_global.element_size()
+               + (0 if w.received is None else w.received.numel() * 4)  # column sums: derived on read since 2026-12-03
                for w in res.capture.layers.values()) / 2**20
     rows = logit_rows(runner.config.vocab_size)
     print(f"{n} tokens, window 256 (128 previous), sinks 0-3, every layer captured in fp16 ({kept:.0f} MiB kept)")

@@ -28,15 +28,19 @@ def softmax_with_sink(scores: torch.Tensor, sinks: torch.Tensor | None, head_dim
     """Softmax over the last axis with one extra per-head logit in the denominator, then dropped.
 
     scores: fp32 (..., H, ..., K) with the head axis at `head_dim` (counted from the end, default -4 for the
-    blocked kernel's (Bt, h, nc, B, K)); sinks: (H,) or None. Returns probs of the same shape (rows sum to 1 - the
+    blocked kernel's (Bt, h, nc, B, K)); sinks: (H,) or None, or already shaped to broadcast against scores
+    (as many dimensions; `head_dim` is then unused). Returns probs of the same shape (rows sum to 1 - the
     sink's share) and the share (..., H, ..., ) without the last axis; (softmax, None) when sinks is None.
     inplace: the probabilities overwrite `scores`. Same arithmetic as a softmax over [scores, sink] (the row's
     maximum including the sink is subtracted first), without concatenating a column."""
     if sinks is None:
         return torch.softmax(scores, dim=-1), None
-    shape = [1] * scores.dim()
-    shape[head_dim] = sinks.shape[0]
-    sink = sinks.to(scores.dtype).view(shape)  # broadcasts over every row of its head
+    if sinks.dim() == scores.dim():  # already shaped to broadcast (e.g. grouped heads: (1, Hkv, 1, g, 1, 1))
+        sink = sinks.to(scores.dtype)
+    else:
+        shape = [1] * scores.dim()
+        shape[head_dim] = sinks.shape[0]
+        sink = sinks.to(scores.dtype).view(shape)  # broadcasts over every row of its head
     top = torch.maximum(scores.amax(-1, keepdim=True), sink)  # (..., 1): finite even for a row of -inf
     e = scores.sub_(top).exp_() if inplace else (scores - top).exp()
     rest = (sink - top).exp()  # the sink's unnormalised weight

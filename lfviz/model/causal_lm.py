@@ -3,9 +3,11 @@
 Llama, Mistral, Qwen2, Gemma and the other models whose attention goes through `ALL_ATTENTION_FUNCTIONS` call
 whatever function is registered under their `attn_implementation`. lfviz registers `longformer_attention` there
 as "lfviz_longformer": it receives q, k, v after RoPE (k and v with the model's key/value head count) and runs
-`banded_attention(..., causal=True)`: the blocked kernel, never an n x n matrix; grouped-query attention repeats
-each key/value head for its query heads. Window, dilation and global (sink) tokens are not module state: a run
-sets them for its own thread with `longformer_pattern(...)`, so one loaded model serves concurrent runs.
+`banded_attention(..., causal=True)`: on the CPU the causal band kernel (`attention/causal_band.py`), never an
+n x n matrix, grouped-query heads kept grouped (each key/value head read once for its query heads); the captures
+carry no `received` sums (`headstats.received` derives them from the band when a view asks). Window, dilation and
+global (sink) tokens are not module state: a run sets them for its own thread with `longformer_pattern(...)`, so
+one loaded model serves concurrent runs.
 
 Causal semantics (mask.py): a token sees itself and the `window // 2` previous band keys (every d-th one), plus
 every global token at or before it; a global token sees every token at or before it.
@@ -85,17 +87,17 @@ def longformer_attention(module, query, key, value, attention_mask=None, scaling
         raise ValueError("attention dropout is not supported: put the model in eval mode")
     layer = module.layer_idx
     q = query[0]
-    k = key[0].repeat_interleave(H // key.shape[1], dim=0)  # (H, n, hd): each kv head serves its query heads
-    v = value[0].repeat_interleave(H // value.shape[1], dim=0)
+    k, v = key[0], value[0]  # (Hkv, n, hd): query head h reads key/value head h // (H / Hkv)
     probe = getattr(_local, "probe", None)
     softcap, sinks = kwargs.get("softcap"), kwargs.get("s_aux")
+    each = lambda x: x.repeat_interleave(H // x.shape[0], dim=0)  # (H, n, hd): one key/value head per query head
     if probe is not None:
-        probe(layer, q, k, scaling if scaling is not None else hd ** -0.5, softcap=softcap, sinks=sinks)
+        probe(layer, q, each(k), scaling if scaling is not None else hd ** -0.5, softcap=softcap, sinks=sinks)
     if sparse.active() is not None:  # another pattern (BigBird, LSH) on the same weights, keys up to the query
         if softcap is not None or sinks is not None:
             raise ValueError("BigBird and LSH patterns do not implement attention-logit softcapping or learned sinks: "
                              "compare them on a model without them (Llama, Mistral, Qwen)")
-        out = sparse.run_active(layer, q, k, v, scaling, causal=True)
+        out = sparse.run_active(layer, q, each(k), each(v), scaling, causal=True)
         return out.transpose(0, 1)[None].to(query.dtype), None
     g = pattern.global_tokens
     session = pattern.session
@@ -103,7 +105,7 @@ def longformer_attention(module, query, key, value, attention_mask=None, scaling
     out, weights = banded_attention(q, k, v, pattern.specs[layer], g, None, q[:, list(g)] if g else None,
                                     k if g else None, v if g else None, need_weights=want, causal=True,
                                     scale=scaling, weights_dtype=session.dtype if want else torch.float32,
-                                    softcap=softcap, sinks=sinks)
+                                    softcap=softcap, sinks=sinks, received=False)
     if want:
         session.capture.layers[layer] = weights.to(device=session.device, dtype=session.dtype)
     return out.transpose(0, 1)[None].to(query.dtype), None

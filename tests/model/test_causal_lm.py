@@ -113,6 +113,25 @@ def test_captured_rows_sum_to_one_per_query_head():
         assert not torch.triu(dense, diagonal=1).any()  # nothing after the query
 
 
+def test_key_value_heads_reach_the_causal_kernel_unrepeated(monkeypatch):
+    # grouped-query attention: the kernel reads each of the 2 key/value heads once for its 2 query heads; a layer
+    # with mixed per-head dilation takes the shared kernel instead, with the heads repeated
+    import lfviz.attention.banded as banded
+    from lfviz.analysis.headstats import received
+
+    seen = []
+    real = banded.causal_band
+    monkeypatch.setattr(banded, "causal_band", lambda q, k, *a, **kw: seen.append((q.shape[1], k.shape[1]))
+                        or real(q, k, *a, **kw))
+    n, cfg = 40, AttentionConfig(window=8, dilation=[2, [1, 2, 1, 3]], global_tokens=(0, 1))
+    session = CaptureSession(None, torch.float32, None)
+    lfviz_logits(tiny("llama"), ids(n, seed=4), cfg, session)
+    assert seen == [(4, 2)]  # layer 0 only (dilation 2 for every head): 4 query heads, 2 key/value heads
+    w = session.capture.weights(0)
+    assert w.received is None  # column sums are derived on read, not summed during the run
+    torch.testing.assert_close(received(w), weights_to_dense(w).sum(1), atol=1e-5, rtol=0)
+
+
 def test_running_without_a_pattern_says_what_to_do():
     model = tiny("llama")
     model.set_attn_implementation(ATTENTION)

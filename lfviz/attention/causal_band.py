@@ -1,0 +1,181 @@
+"""The causal band kernel: a language model's sliding-window (or full) attention with sinks, grouped-query heads
+kept grouped, and the capture written straight in the causal layout (the band's past half). The CPU's path for
+`banded.banded_attention(causal=True)`; `blocked.band_core` stays the path for mixed per-head dilation and the
+GPU's fallback.
+
+Semantics (`mask.attends` with causal=True): a row at position p sees the band keys p - w .. p that are allowed
+(`key_ok`: not global, not padding) and the global keys at or before it (`global_ok`), in one softmax (with a
+learned sink logit in the denominator when `sinks` is given, after soft-capping when `softcap` is given,
+`logits.py`). Checked for equality against `reference.reference_attention` (tests/attention/test_causal_band.py,
+and through `banded_attention` in tests/attention/test_banded.py).
+
+How it works:
+- Grouped-query attention without repeating k and v: the g query heads of one key/value head are stacked as g*B
+  rows of one matmul against that head's key window, so each window is read once for all g heads.
+- Queries are cut into blocks of B rows. A block whose window lies inside the text (b*B >= w) sees the B + w keys
+  [b*B - w, b*B + B): such blocks run `CHUNK_BYTES` of scores at a time with one batched matmul. The first blocks
+  (b*B < w; every block of a full layer, w = n - 1) see only [0, b*B + B): they run one at a time against a
+  slice of the keys (no copy, no padded keys), so a full causal layer costs the triangle, not the square.
+- The band's past half, column j = key p - w + j (own weight at j = w), is a strided view of a block's
+  probabilities: row r, column j is window cell r + j. The first blocks' probabilities are placed in a buffer
+  whose left part stays zero (keys before 0) to read them the same way.
+- received (column sums) only on request (`received=True`): `headstats.received` derives it from the band
+  otherwise.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .logits import soft_cap, softmax_with_sink
+
+# Scores held at once on the CPU: a few MB keep the working set in cache and the temporaries reuse memory.
+CHUNK_BYTES = 4 << 20
+
+
+def block_size(w: int, m: int, g: int) -> int:
+    """Query rows per block: small blocks waste less of the B + w key window; the g stacked heads keep the
+    matmul tall enough (g * B rows) even when B is small."""
+    b = 1 << max(4, min(7, (max(1, w // 4 if g > 1 else w // 2)).bit_length() - 1))  # a power of two, 16 .. 128
+    return max(1, min(b, m))
+
+
+def causal_band(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, weights_dtype: torch.dtype = torch.float32,
+                global_ok: torch.Tensor | None = None, softcap: float | None = None, sinks: torch.Tensor | None = None,
+                received: bool = False, block: int | None = None):
+    """Causal band + global columns of a batch of sequences, grouped-query heads kept grouped.
+
+    q:        (Bt, H, m, hd) queries, already scaled;  k, v: (Bt, Hkv, m, hd), H = g * Hkv: query head h reads
+              key/value head h // g (transformers' `repeat_kv` order).
+    key_ok:   (Bt, m) bool, keys allowed in the band;  w: band keys before the row (the row sees p - w .. p).
+    gk, gv:   (Hkv, G, hd) the global tokens' keys/values (G may be 0);  global_ok: (Bt, m, G) bool, the global
+              columns each row may see (None: all).
+    softcap, sinks (H,) fp32: see `logits.py`.
+    Returns out (Bt, H, m, hd) and, if need_weights (else None each): band (Bt, H, m, w + 1) in `weights_dtype`,
+    the past half with the row's own weight last (column j: key p - w + j; 0 outside the text and at keys not
+    allowed); to_global (Bt, H, m, G); received (Bt, H, m) fp32 column sums over key_ok rows when `received`,
+    else None; sink (Bt, H, m) fp32 each row's sink share when sinks are given, else None.
+    """
+    Bt, H, m, hd = q.shape
+    Hkv, G = k.shape[1], gk.shape[1]
+    g = H // Hkv
+    w_full = w
+    w = min(w, m - 1)  # offsets beyond m - 1 never reach a key; their band columns are padded at the end
+    B = block or block_size(w, m, g)
+    nb = -(-m // B)
+    mp = nb * B
+    L = B + w  # a full window: keys [b*B - w, b*B + B)
+    first = min(nb, -(-w // B))  # blocks whose window would start before key 0
+    dev, sdt = q.device, q.dtype
+    fmin = torch.finfo(torch.float32).min
+
+    # (Bt, Hkv, nb, g*B, hd): the g heads of a key/value head stacked block by block (one copy of q)
+    qb = F.pad(q, (0, 0, 0, mp - m)).view(Bt, Hkv, g, nb, B, hd).transpose(2, 3).reshape(Bt, Hkv, nb, g * B, hd)
+    kp = F.pad(k, (0, 0, 0, mp - m))  # (Bt, Hkv, mp, hd)
+    vp = F.pad(v, (0, 0, 0, mp - m))
+    okp = F.pad(key_ok, (0, mp - m), value=False)  # (Bt, mp)
+    gok = None
+    if G and global_ok is not None:
+        gok = F.pad(~global_ok, (0, 0, 0, mp - m), value=True).view(Bt, 1, nb, 1, B, G)  # True: hidden
+    sink_view = None if sinks is None else sinks.to(dev, torch.float32).view(1, Hkv, 1, g, 1, 1)
+
+    out = q.new_empty(Bt, Hkv, g, nb, B, hd)  # the (Bt, H, mp, hd) output, written block by block
+    if need_weights:
+        band = torch.empty(Bt, Hkv, g, nb, B, w + 1, device=dev, dtype=weights_dtype)
+        to_global = torch.empty(Bt, Hkv, g, nb, B, G, device=dev, dtype=weights_dtype)
+        share = torch.zeros(Bt, Hkv, g, nb, B, device=dev) if sinks is not None else None
+        rec = torch.zeros(Bt, Hkv, g, mp, device=dev) if received else None
+        rows_ok = okp.view(Bt, 1, nb, 1, 1, B).to(torch.float32) if received else None
+
+    def softmax(scores, nc):  # scores (Bt, Hkv, nc, g*B, K + G) fp32, masked -> probs viewed by head
+        s = scores.view(Bt, Hkv, nc, g, B, -1)
+        probs, sh = softmax_with_sink(s, sink_view, inplace=sinks is not None)
+        return probs, sh  # (Bt, Hkv, nc, g, B, K + G), (Bt, Hkv, nc, g, B) or None
+
+    def keep(probs, sh, c0, nc, src):
+        """Captured weights of blocks c0 .. c0 + nc: src (Bt, Hkv, nc, g, B, >= B + w) fp32 holds the band cells
+        at (r, r + j)."""
+        s = src.stride()
+        band[:, :, :, c0:c0 + nc] = src.as_strided((Bt, Hkv, g, nc, B, w + 1), (s[0], s[1], s[3], s[2], s[4] + 1, 1),
+                                                   src.storage_offset())
+        if G:
+            to_global[:, :, :, c0:c0 + nc] = probs[..., -G:].transpose(2, 3)
+        if sh is not None:
+            share[:, :, :, c0:c0 + nc] = sh.transpose(2, 3)
+
+    # the first blocks: keys [0, b*B + B), one block at a time, no padded keys
+    if first:
+        # probabilities placed at column w - b*B of a (g*B, B + w) row so that band cell (r, j) is cell r + j
+        pad_buf = torch.zeros(Bt, Hkv, 1, g, B, L, device=dev) if need_weights else None
+        for b in range(first):
+            e = b * B + B
+            keys = kp[:, :, :e]  # (Bt, Hkv, e, hd)
+            vals = vp[:, :, :e]
+            if G:
+                keys = torch.cat([keys, gk.view(1, Hkv, G, hd).expand(Bt, -1, -1, -1).to(sdt)], 2)
+                vals = torch.cat([vals, gv.view(1, Hkv, G, hd).expand(Bt, -1, -1, -1).to(sdt)], 2)
+            scores = torch.matmul(qb[:, :, b], keys.transpose(-1, -2)).float()  # (Bt, Hkv, g*B, e + G)
+            scores = soft_cap(scores, softcap, inplace=True)
+            pos = torch.arange(b * B, e, device=dev).view(B, 1)
+            kk = torch.arange(e, device=dev).view(1, e)
+            hidden = (kk > pos) | (kk < pos - w) | ~okp[:, None, :e]  # (Bt, B, e)
+            s6 = scores.view(Bt, Hkv, 1, g, B, e + G)
+            s6[..., :e].masked_fill_(hidden.view(Bt, 1, 1, 1, B, e), fmin)
+            if gok is not None:
+                s6[..., e:].masked_fill_(gok[:, :, b:b + 1], fmin)
+            probs, sh = softmax(scores, 1)
+            o = torch.matmul(probs.view(Bt, Hkv, g * B, e + G).to(sdt), vals)  # (Bt, Hkv, g*B, hd)
+            out[:, :, :, b] = o.view(Bt, Hkv, g, B, hd)
+            if need_weights:
+                pad_buf[..., w - b * B:] = probs[..., :e]  # keys before w - b*B stay 0 (before the text)
+                keep(probs, sh, b, 1, pad_buf)
+                if received:
+                    col = torch.matmul(rows_ok[:, :, b:b + 1], probs[..., :e])[..., 0, :]  # (Bt, Hkv, 1, g, e)
+                    rec[..., :e] += col[:, :, 0]
+
+    # the other blocks: full windows [b*B - w, b*B + B), CHUNK_BYTES of scores at a time
+    if first < nb:
+        r = torch.arange(B, device=dev).view(B, 1)
+        c = torch.arange(L, device=dev).view(1, L)
+        outside = (c < r) | (c > r + w)  # (B, L): window cell c is key b*B - w + c, row r is position b*B + r
+        starts = torch.arange(first, nb, device=dev) * B - w  # first key of each window
+        okw = okp[:, first * B - w:].unfold(1, L, B)  # (Bt, nb - first, L)
+        hidden = outside.view(1, 1, B, L) | ~okw.view(Bt, -1, 1, L)  # (Bt, nb - first, B, L)
+        cb = max(1, min(nb - first, CHUNK_BYTES // max(1, Bt * H * B * (L + G) * 4)))  # blocks per chunk
+        kbuf = q.new_empty(Bt, Hkv, cb, L + G, hd)  # the windows + the G global keys, reused by every chunk
+        vbuf = q.new_empty(Bt, Hkv, cb, L + G, hd)
+        if G:
+            kbuf[..., L:, :] = gk.view(1, Hkv, 1, G, hd)
+            vbuf[..., L:, :] = gv.view(1, Hkv, 1, G, hd)
+        for c0 in range(first, nb, cb):
+            c1 = min(nb, c0 + cb)
+            nc = c1 - c0
+            rows = slice(c0 * B - w, (c1 - 1) * B + B)
+            kc, vc = kbuf[:, :, :nc], vbuf[:, :, :nc]
+            kc[..., :L, :] = kp[:, :, rows].unfold(2, L, B).transpose(-1, -2)  # (Bt, Hkv, nc, L, hd)
+            vc[..., :L, :] = vp[:, :, rows].unfold(2, L, B).transpose(-1, -2)
+            scores = torch.matmul(qb[:, :, c0:c1], kc.transpose(-1, -2)).float()  # (Bt, Hkv, nc, g*B, L + G)
+            scores = soft_cap(scores, softcap, inplace=True)
+            s6 = scores.view(Bt, Hkv, nc, g, B, L + G)
+            s6[..., :L].masked_fill_(hidden[:, None, c0 - first:c1 - first, None], fmin)
+            if gok is not None:
+                s6[..., L:].masked_fill_(gok[:, :, c0:c1], fmin)
+            probs, sh = softmax(scores, nc)
+            o = torch.matmul(probs.view(Bt, Hkv, nc, g * B, L + G).to(sdt), vc)  # (Bt, Hkv, nc, g*B, hd)
+            out[:, :, :, c0:c1] = o.view(Bt, Hkv, nc, g, B, hd).transpose(2, 3)
+            if need_weights:
+                keep(probs, sh, c0, nc, probs)
+                if received:
+                    col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., :L])[..., 0, :]  # (Bt, Hkv, nc, g, L)
+                    idx = (starts[c0 - first:c1 - first].view(nc, 1) + torch.arange(L, device=dev)).flatten()
+                    rec.index_add_(3, idx, col.transpose(2, 3).reshape(Bt, Hkv, g, nc * L))
+
+    out = out.view(Bt, H, mp, hd)[:, :, :m]
+    if not need_weights:
+        return out, None, None, None, None
+    band = band.view(Bt, H, mp, w + 1)[:, :, :m]
+    if w < w_full:
+        band = F.pad(band, (w_full - w, 0))
+    return (out, band, to_global.view(Bt, H, mp, G)[:, :, :m],
+            None if rec is None else rec.view(Bt, H, mp)[:, :, :m],
+            None if share is None else share.view(Bt, H, mp)[:, :, :m])
