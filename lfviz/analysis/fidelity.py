@@ -23,12 +23,14 @@ native pattern and 195 with every layer full. For such a model the reference is 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..attention.dense import observe
 from ..attention.logits import soft_cap, softmax_with_sink
 from ..attention.mask import attends
 from ..config import AttentionConfig
@@ -142,22 +144,87 @@ def measure(full, result, objective: str = "auto", label: str | None = None) -> 
                     diff_predictions(full.predictions, result.predictions))
 
 
-def _far_probe(specs, n: int, causal: bool, received: torch.Tensor, reference=None):
-    """A probe (see `model.probe`) adding, per key, the reference's weight from queries that the layer's band
-    (`specs`, no global tokens; `mask.attends`) does not let attend it, averaged over heads. Heads that share a
-    dilation share one (C, n) band mask per query chunk. reference: the reference's specs when it is not full
-    attention (a native pattern: its own windows mask the scores too); the model's softcap and sinks apply."""
-    none = torch.zeros(n, dtype=torch.bool)
-    valid = torch.ones(n, dtype=torch.bool)
+class _FarSums:
+    """Per key, the reference's attention from queries that the layer's band (`specs`, no global tokens;
+    `mask.attends`) does not let attend it, averaged over heads, summed over layers, added to `received` (n,).
 
-    def probe(layer, q, k, scale, softcap=None, sinks=None):
-        spec = specs[layer].for_length(n)
+    Where the reference run computes a layer's attention on the dense path (`dense.py`: a full-attention layer),
+    the sums come from the probabilities that run computes anyway (`dense.observe` -> `observe`): one pass over
+    the scores. Elsewhere (a native pattern's windowed layer) the layer's queries and keys, handed over by the
+    probe (`model.probe`), are scored again in query chunks (`two_pass`). reference: the reference's specs when
+    it is not full attention (its own windows mask the scores too); the model's softcap and sinks apply."""
+
+    def __init__(self, specs, n: int, causal: bool, received: torch.Tensor, reference=None):
+        self.specs, self.n, self.causal, self.received, self.reference = specs, n, causal, received, reference
+        self.none, self.valid, self.keys = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool), \
+            torch.arange(n)
+        self.pending = None  # (layer, q, k, scale, softcap, sinks) of the layer whose attention runs now
+        self.observed = 0  # query rows of the pending layer the dense path handed over
+        self.fused, self.two_passes = [], []  # layers done each way (what the tests check)
+        self._bands: dict = {}
+
+    def _beyond(self, s: int, e: int, one_sided: int, d: int, device) -> tuple[int, int, torch.Tensor]:
+        """The keys lo..hi-1 that the band of queries s..e-1 can reach (one side: w * d) and, over them, (e - s,
+        hi - lo) bool: True where the key is beyond the band (`mask.attends`). Outside lo..hi every key is beyond
+        it. The same for every layer with this band: kept."""
+        key = (s, e, one_sided, d)
+        if key not in self._bands:
+            lo, hi = max(0, s - one_sided * d), min(self.n, e + one_sided * d)
+            near = attends(self.keys[s:e].view(-1, 1), self.keys[lo:hi].view(1, -1), one_sided=one_sided,
+                           dilation=d, is_global=self.none, is_valid=self.valid, causal=self.causal)
+            self._bands[key] = (lo, hi, (~near).to(device))
+        return self._bands[key]
+
+    def _add(self, layer: int, s: int, e: int, probs: torch.Tensor) -> None:
+        """probs (H, e - s, n) fp32: the reference's probabilities of queries s..e-1 at `layer`."""
+        H, C, n = probs.shape
+        spec = self.specs[layer].for_length(n)
+        flat = probs.reshape(H * C, n)
+        for d in sorted(set(spec.dilation)):  # heads that share a dilation share one band
+            heads = [h for h in range(H) if spec.dilation[h] == d]
+            weight = torch.zeros(H, C, dtype=probs.dtype, device=probs.device)
+            weight[heads] = 1.0
+            far = (weight.view(1, H * C) @ flat)[0]  # (n,) every key's sum over these heads and queries
+            lo, hi, beyond = self._beyond(s, e, spec.one_sided, d, probs.device)
+            near_keys = probs[:, :, lo:hi] if len(heads) == H else probs[heads, :, lo:hi]  # (h, C, hi - lo)
+            far[lo:hi] = (near_keys * beyond).sum((0, 1))  # where the band reaches: only what comes from beyond
+            self.received.add_(far.cpu() / H)
+
+    def probe(self, layer, q, k, scale, softcap=None, sinks=None) -> None:
+        """`model.probe`'s callback, called before each layer's attention: that layer is the pending one."""
+        self.flush()
+        self.pending, self.observed = (layer, q, k, scale, softcap, sinks), 0
+
+    def observe(self, s: int, e: int, probs: torch.Tensor) -> None:
+        """`dense.observe`'s callback: a chunk of the pending layer's probabilities, as the run computes them."""
+        if self.pending is None or probs.shape[-1] != self.n or probs.shape[0] != self.pending[1].shape[0]:
+            return  # not the layer the probe announced (or a padded run): `flush` scores it again
+        self._add(self.pending[0], s, e, probs)
+        self.observed += e - s
+
+    def flush(self) -> None:
+        """Finish the pending layer: done if the dense path handed over all its rows, else scored again."""
+        if self.pending is None:
+            return
+        layer = self.pending[0]
+        if self.observed == self.n:
+            self.fused.append(layer)
+        else:
+            if self.observed:
+                raise RuntimeError(f"layer {layer}: the dense path handed over {self.observed} of {self.n} query "
+                                   "rows; attention_from_afar needs all or none")
+            with torch.no_grad():  # the last layer is finished after the run, outside its inference mode
+                self.two_pass(*self.pending)
+            self.two_passes.append(layer)
+        self.pending = None
+
+    def two_pass(self, layer, q, k, scale, softcap=None, sinks=None) -> None:
+        """The layer's probabilities scored again from its queries and keys, in query chunks."""
+        n, causal, keys = self.n, self.causal, self.keys
         H = q.shape[0]
         kt = k.float().transpose(1, 2)
-        keys = torch.arange(n)
         chunk = max(1, CHUNK_BYTES // (4 * H * n))
-        groups = {d: [h for h in range(H) if spec.dilation[h] == d] for d in set(spec.dilation)}
-        ref = None if reference is None else reference[layer].for_length(n)
+        ref = None if self.reference is None else self.reference[layer].for_length(n)
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
             scores = soft_cap((q[:, s:e].float() * scale) @ kt, softcap)  # (H, C, n)
@@ -165,36 +232,32 @@ def _far_probe(specs, n: int, causal: bool, received: torch.Tensor, reference=No
                 scores.masked_fill_(keys.view(1, n) > keys[s:e].view(-1, 1), float("-inf"))
             if ref is not None:  # the native pattern's own band (one dilation per layer: the native one is 1)
                 seen = attends(keys[s:e].view(-1, 1), keys.view(1, n), one_sided=ref.one_sided,
-                               dilation=max(ref.dilation), is_global=none, is_valid=valid, causal=causal)
+                               dilation=max(ref.dilation), is_global=self.none, is_valid=self.valid, causal=causal)
                 scores.masked_fill_(~seen.to(scores.device), float("-inf"))
             probs = softmax_with_sink(scores, None if sinks is None else sinks.to(scores.device), head_dim=-3)[0]
-            for d, heads in groups.items():
-                part = probs[heads].sum(0) if len(heads) < H else probs.sum(0)  # (C, n)
-                # the band reaches keys [s - w*d, e + w*d): outside it every key is beyond the window for these
-                # queries, so only that slice needs the predicate ((C, C + 2wd) instead of (C, n))
-                lo, hi = max(0, s - spec.one_sided * d), min(n, e + spec.one_sided * d)
-                near = attends(keys[s:e].view(-1, 1), keys[lo:hi].view(1, -1), one_sided=spec.one_sided,
-                               dilation=d, is_global=none, is_valid=valid, causal=causal)  # (C, hi - lo)
-                part[:, lo:hi].masked_fill_(near.to(part.device), 0.0)
-                received.add_(part.sum(0).cpu() / H)
-    return probe
+            self._add(layer, s, e, probs)
 
 
-def attention_from_afar(runner, text: str, config: AttentionConfig, question: str | None = None, queries=()):
+def attention_from_afar(runner, text: str, config: AttentionConfig, question: str | None = None, queries=(),
+                        fused: bool = True):
     """Run `text` under the reference (`reference_config`: full attention, or the native pattern of a model trained
     sparse; hidden states kept) and measure, per key, how much attention the reference gives it from beyond
     `config`'s window and dilation (summed over queries, averaged over heads, summed over layers): the keys the
     pattern cuts off most. Returns (the reference RunResult, (n,) numpy); `reference_name(result)` says which.
-    One forward plus one pass over the scores per layer, in query chunks (no n x n storage)."""
+    One forward, in query chunks (no n x n storage): the layers it runs on the dense path (full attention) hand
+    their probabilities over as they compute them (`dense.observe`); the others' scores are computed again from
+    their queries and keys (`fused=False`: every layer that way, the old two-pass measure)."""
     n = len(runner.tokenize(text, question).input_ids)
     specs = config.resolve(runner.num_layers, runner.num_heads)
     reference = reference_config(runner, n)
     ref_specs = reference.resolve(runner.num_layers, runner.num_heads) if reference.is_native else None
     received = torch.zeros(n, dtype=torch.float64)
     causal = getattr(runner, "causal", False)
-    with probe_queries_keys(runner, _far_probe(specs, n, causal, received, ref_specs)):
+    sums = _FarSums(specs, n, causal, received, ref_specs)
+    with probe_queries_keys(runner, sums.probe), (observe(sums.observe) if fused else nullcontext()):
         full = runner.run(text, config=reference, queries=queries, question=question, capture=False,
                           output_hidden_states=True)
+    sums.flush()
     return full, received.numpy()
 
 

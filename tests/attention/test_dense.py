@@ -43,3 +43,33 @@ def test_full_window_equals_the_reference(monkeypatch, n, window, global_tokens,
 def test_a_band_narrower_than_the_text_or_dilated_is_not_full():
     assert not dense.is_full(9, (1,), 11) and dense.is_full(10, (1,), 11)
     assert not dense.is_full(100, (1, 2), 11)  # a dilated head skips neighbours
+
+
+@pytest.mark.parametrize("causal, softcap, with_sinks", [(False, None, False), (True, 2.0, True), (True, None, False)])
+def test_observe_hands_over_every_chunk_of_the_probabilities_it_uses(monkeypatch, causal, softcap, with_sinks):
+    """`observe` gives each query chunk's probabilities, as the softmax (softcap, sinks, causal mask) makes them, and
+    the output does not change; outside the block and in another thread nothing is handed over."""
+    import threading
+
+    from lfviz.attention.logits import soft_cap, softmax_with_sink
+
+    monkeypatch.setattr(dense, "CHUNK_BYTES", 4 * 3 * 29 * 5)  # 5 queries per chunk: 6 chunks over 29
+    g = torch.Generator().manual_seed(3)
+    H, n, hd = 3, 29, 8
+    q, k, v = (torch.randn(H, n, hd, generator=g) for _ in range(3))
+    sinks = torch.tensor([-1.0, 0.5, 2.0]) if with_sinks else None
+    seen = []
+    plain = dense.dense_attention(q, k, v, causal=causal, scale=0.4, softcap=softcap, sinks=sinks)
+    with dense.observe(lambda s, e, p: seen.append((s, e, p.clone()))):
+        out = dense.dense_attention(q, k, v, causal=causal, scale=0.4, softcap=softcap, sinks=sinks)
+        other = threading.Thread(target=dense.dense_attention, args=(q, k, v))
+        other.start()
+        other.join()
+    dense.dense_attention(q, k, v, causal=causal)
+    assert [(s, e) for s, e, _ in seen] == [(s, min(n, s + 5)) for s in range(0, n, 5)]
+    scores = soft_cap(q * 0.4 @ k.transpose(1, 2), softcap)
+    if causal:
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    want = softmax_with_sink(scores, sinks, head_dim=-3)[0]
+    torch.testing.assert_close(torch.cat([p for _, _, p in seen], dim=1), want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out, plain, atol=0, rtol=0)
