@@ -8,8 +8,13 @@ window:k; SmolLM2 reads the first --causal-tokens tokens, MiniLM the whole docum
 
     flock /work/notes/bench.lock .venv/bin/python bench/advisor_speed_bench.py \
         --cases embedded:contract:128:16,smollm2:contract:128:16 [--out bench/advisor_speed_results.json]
+
+Before and after in one process: --advisor-file (and --search-file: the advisor_search.py it imports, and
+--two-pass: its reference's far-attention sums in a second pass over the scores, as before the dense observer)
+measures that version too, right before the working tree's, case by case.
 """
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -17,6 +22,7 @@ import sys
 import time
 
 import lfviz
+from lfviz.analysis import fidelity
 from lfviz.analysis.advisor import advise
 from lfviz.config import AttentionConfig
 from lfviz.samples import list_samples
@@ -33,6 +39,29 @@ def plain_forward(runner, text, cfg, question, repeat: int) -> float:
     return min(times)
 
 
+def load(name: str, path: str, source: str | None = None):
+    """Import a file as lfviz.analysis.<name>, so its relative imports resolve as the original's."""
+    if source is not None:
+        path = f"/tmp/{name}.py"
+        open(path, "w").write(source)
+    spec = importlib.util.spec_from_file_location(f"lfviz.analysis.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_advisor(advisor_file, search_file, two_pass):
+    source = open(advisor_file).read()
+    if search_file:
+        load("_advisor_search_measured", search_file)
+        source = source.replace("from .advisor_search import", "from ._advisor_search_measured import")
+    module = load("_advisor_measured", advisor_file, source)
+    if two_pass:
+        module.attention_from_afar = functools.partial(fidelity.attention_from_afar, fused=False)
+    return module.advise
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="embedded:contract:128:16,smollm2:contract:128:16")
@@ -40,16 +69,15 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--out", default=None, help="append the rows to this JSON file")
     ap.add_argument("--advisor-file", default=None,
-                    help="measure another version of lfviz/analysis/advisor.py instead (the before row: "
+                    help="measure another version of lfviz/analysis/advisor.py too, before the working tree's (the before row: "
                          "git show COMMIT:lfviz/analysis/advisor.py > /tmp/advisor_before.py)")
+    ap.add_argument("--search-file", default=None, help="the advisor_search.py that --advisor-file imports")
+    ap.add_argument("--two-pass", action="store_true",
+                    help="--advisor-file's reference sums the far attention in a second pass (the old way)")
     args = ap.parse_args()
-    advise_fn = advise
-    if args.advisor_file:  # imported inside the package, so its relative imports resolve as the original's
-        spec = importlib.util.spec_from_file_location("lfviz.analysis._advisor_measured", args.advisor_file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
-        advise_fn = module.advise
+    versions = [("working tree", advise)]
+    if args.advisor_file:
+        versions.insert(0, (args.advisor_file, load_advisor(args.advisor_file, args.search_file, args.two_pass)))
     samples = {s.id: s for s in list_samples()}
     runners, rows = {}, []
     for case in args.cases.split(","):
@@ -60,24 +88,26 @@ def main():
         question = None if causal else samples[doc].question
         cfg = AttentionConfig(window=int(window))
         runner.run(text, config=cfg, question=question, capture=False)  # warm-up
-        before = plain_forward(runner, text, cfg, question, args.repeat)
-        load = os.getloadavg()[0]
-        t = time.perf_counter()
-        a = advise_fn(runner, text, cfg, int(k), question=question)
-        advise_s = time.perf_counter() - t
-        after = plain_forward(runner, text, cfg, question, args.repeat)
-        plain = min(before, after)
-        best = min(a.presets, key=lambda r: r["gap"])
-        row = {"model": model, "document": doc, "tokens": len(runner.tokenize(text, question).input_ids),
-               "window": int(window), "k": int(k), "plain forward s": round(plain, 3),
-               "plain spread": round(max(before, after) / plain, 2), "advise s": round(advise_s, 2),
-               "forward passes' worth": round(advise_s / plain, 1), "runs": a.runs,
-               "greedy gap": round(a.greedy_gap, 4), "picks": len(a.picks), "best preset": best["strategy"],
-               "preset gap": round(best["gap"], 4), "no global gap": round(a.base_gap, 4),
-               "greedy vs preset": f"{a.greedy_gap / best['gap'] - 1:+.1%}", "loadavg": round(load, 2),
-               "advisor": args.advisor_file or "working tree"}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for version, advise_fn in versions:
+            plain_before = plain_forward(runner, text, cfg, question, args.repeat)
+            load = os.getloadavg()[0]
+            t = time.perf_counter()
+            a = advise_fn(runner, text, cfg, int(k), question=question)
+            advise_s = time.perf_counter() - t
+            after = plain_forward(runner, text, cfg, question, args.repeat)
+            plain = min(plain_before, after)
+            best = min(a.presets, key=lambda r: r["gap"])
+            row = {"model": model, "document": doc, "tokens": len(runner.tokenize(text, question).input_ids),
+                   "window": int(window), "k": int(k), "plain forward s": round(plain, 3),
+                   "plain spread": round(max(plain_before, after) / plain, 2), "advise s": round(advise_s, 2),
+                   "forward passes' worth": round(advise_s / plain, 1), "runs": a.runs,
+                   "greedy gap": round(a.greedy_gap, 4), "picks": len(a.picks), "best preset": best["strategy"],
+                   "preset gap": round(best["gap"], 4), "no global gap": round(a.base_gap, 4),
+                   "greedy vs preset": f"{a.greedy_gap / best['gap'] - 1:+.1%}", "loadavg": round(load, 2),
+                   "advisor": version + (" (two-pass reference)" if args.two_pass and version != "working tree"
+                                         else "")}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     if args.out:
         old = json.load(open(args.out)) if os.path.exists(args.out) else []
         json.dump(old + rows, open(args.out, "w"), indent=1)

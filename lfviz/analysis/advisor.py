@@ -30,13 +30,14 @@ import torch.nn.functional as F
 from ..config import AttentionConfig
 from .compare import loss_increase
 from .fidelity import attention_from_afar, default_objective, gap, reference_config, reference_name
-from .advisor_search import Measurer, Progress, Stopped, estimate, greedy, search_runs
+from .advisor_search import Measurer, Progress, Stopped, estimate, fill, greedy, search_runs
 from .positions import copied_every, restart_note, restarts
 from .presets import preset_positions, sentence_starts
 
 FAR, FIRST, QUESTION, SENTENCE, BLIND, SPREAD = (
     "gets much attention from beyond the window", "first tokens (sinks)", "question token", "sentence start",
     "blind spot: its state moves most", "spread over the text (a relay every n/k tokens)")
+FILLED = "fills the budget: from the preset"  # the search's last step (`advisor_search.fill`)
 GREEDY = "advisor: greedy picks"
 BUDGET_PRESETS = ("first k tokens", "question tokens", "sentence starts", "evenly spaced")
 
@@ -236,10 +237,10 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
                     reference_name(full))
     planned = [0]  # runs planned in all, as last told
 
-    def tell(picks, runs_left, what):
+    def tell(picks, runs_left, what):  # before each new run: what it is for, the plan counted honestly
         planned[0] = measure.runs + runs_left
         advice.runs, advice.seconds = measure.runs, time.perf_counter() - started
-        say(measure.progress(picks, k, runs_left, what).fraction, what)
+        say(measure.progress(picks, k, runs_left, what).fraction, f"{what} (run {measure.runs + 1} of {planned[0]})")
 
     def status(what):
         advice.runs, advice.seconds = measure.runs, time.perf_counter() - started
@@ -248,6 +249,9 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
     try:
         if should_stop is not None and should_stop():
             raise Stopped
+        distinct = len({pos for _, pos in presets})
+        budget = search_runs(k, size, distinct) if runs is None else max(1, int(runs))  # size: the longest list
+        tell(0, 1 + distinct + budget, "running the base configuration (no global tokens)")
         base_run = run(())
         measure.runs += 1
         advice.base_gap = measure.gaps[()] = gap(full, base_run, objective, label)
@@ -257,10 +261,12 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
             blind = (1 - F.cosine_similarity(full.last_hidden_state, base_run.last_hidden_state, dim=-1)).tolist()
         advice.shortlist = shortlist(far, t.tokens, t.offsets, text, t.question_tokens, base, size, blind, first)
         reasons = dict(advice.shortlist)
-        budget = search_runs(k, len(advice.shortlist)) if runs is None else max(1, int(runs))
+        budget = search_runs(k, len(advice.shortlist), distinct) if runs is None else budget
+        filling = 1 if k > 1 and budget > 1 else 0  # the search's last run: the picks plus the best preset's
         every = advice.copied_every  # its restarts (and token 0) all carry the first position's embedding
         search = greedy(measure, advice.shortlist, estimate(advice.shortlist, far, blind), advice.base_gap, k,
-                        budget, tell, len(presets), group=(lambda p: p % every == 0 or None) if every else None)
+                        budget - filling, tell, distinct + filling,
+                        group=(lambda p: p % every == 0 or None) if every else None)
         while True:
             try:
                 batch, after, gain = next(search)
@@ -270,11 +276,27 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
             for p in batch:
                 advice.picks.append(Pick(p, t.tokens[p], reasons[p], after, gain, len(batch)))
                 yield advice, advice.picks[-1], status(f"pick {len(advice.picks)} of {k}")
-        for i, (kind, pos) in enumerate(presets):
-            tell(len(advice.picks), len(presets) - i, f"measuring the preset {kind!r}")
+        todo = len({pos for _, pos in presets if not measure.known(pos)})
+        for kind, pos in presets:
+            if not measure.known(pos):
+                tell(len(advice.picks), todo + filling, f"measuring the preset {kind!r}")
+                todo -= 1
             advice.presets.append({"strategy": kind, "positions": pos, "gap": measure(pos)})
+        if filling and len(advice.picks) < k:
+            kind, pool = min(((r["strategy"], r["positions"]) for r in advice.presets),
+                             key=lambda r: measure.gaps[tuple(sorted(r[1]))], default=(
+                                 "evenly spaced", budget_preset("evenly spaced", t.tokens, t.offsets, text, (), k)))
+            kept = fill(measure, list(advice.greedy_positions), advice.greedy_gap, pool, k,
+                        lambda what: tell(len(advice.picks), 1, f"{what} from the preset {kind!r}"))
+            if kept is not None:
+                batch, after, gain = kept
+                for p in batch:
+                    advice.picks.append(Pick(p, t.tokens[p], f"{FILLED} {kind!r}", after, gain, len(batch)))
+                    yield advice, advice.picks[-1], status(f"pick {len(advice.picks)} of {k}")
+                advice.ended = None if len(advice.picks) >= k else advice.ended
     except Stopped:
         advice.stop()
+    planned[0] = measure.runs  # what was planned and not run (a fill not needed, a search ended early) is not
     say(1.0, "stopped" if advice.stopped else "done")
     yield advice, None, status("stopped" if advice.stopped else "done")
 

@@ -10,6 +10,12 @@ A run of the whole document is what every number costs, so the search spends a f
    rest by estimate) are added together and measured once; a step that brings the run closer is kept (its picks
    share the step's measured gap: `Pick.measured_with`), one that does not is halved and tried again, and a lone
    candidate that does not help is dropped.
+3. Fill (`fill`, the last run, kept for it while fewer than k picks stand): the picks plus the best measured
+   preset's other positions, thinned to the k - picks left. Relays (evenly spaced) and sinks (the first tokens) help
+   as a group and little alone, so the steps above, which add the best candidates one group at a time, seldom
+   find them; kept when it brings the run closer.
+The whole call (`advisor.iter_advice`: the base run, the presets, the search) spends at most `CALL_RUNS` runs; with
+its full-attention reference (about 4 plain passes on 3,921 tokens) that is about 15 plain forward passes' time.
 A placement measured once is never run again (`Measurer` keeps every measured gap by its positions), so a preset
 that equals a single (k = 1: the first token) costs nothing more.
 """
@@ -84,10 +90,37 @@ def step_sizes(picks: int) -> list[int]:
     return sizes
 
 
-def search_runs(k: int, candidates: int) -> int:
-    """The runs the search spends at most: 8 (singles to screen, the growing steps, one retry), never more than
-    the shortlist's singles plus its steps need."""
-    return min(8, candidates + len(step_sizes(k)) + (1 if k > 1 else 0))
+CALL_RUNS = 11  # measured runs per advisor call at most: the base run, the presets and the search
+
+
+def search_runs(k: int, candidates: int, presets: int = 3) -> int:
+    """The runs the search spends at most (singles to screen, the growing steps, one retry, the fill): what
+    `CALL_RUNS` leaves after the base run and `presets` distinct preset runs, at least 3, never more than the
+    shortlist's singles plus its steps need."""
+    need = candidates + len(step_sizes(k)) + (2 if k > 1 else 0)
+    return min(max(3, CALL_RUNS - 1 - presets), need)
+
+
+def thin(positions, count: int) -> list[int]:
+    """`count` of `positions` (ascending), spread evenly over them by index: all of them when there are no more."""
+    pool = sorted(int(p) for p in positions)
+    if len(pool) <= count:
+        return pool
+    return sorted({pool[int(i)] for i in np.linspace(0, len(pool) - 1, max(0, count)).round()}) if count else []
+
+
+def fill(measure: Measurer, chosen: list[int], current: float, preset, k: int,
+         tell: Callable[[str], None] = lambda what: None):
+    """The last step: `chosen` plus the preset's other positions thinned to k - len(chosen), measured once
+    (tell(what) hears it before a new run). Returns (batch, gap, gain) when it brings the run closer than
+    `current`, else None."""
+    batch = thin([p for p in preset if p not in set(chosen)], k - len(chosen))
+    if not batch:
+        return None
+    if not measure.known(list(chosen) + batch):
+        tell(f"measuring the {len(chosen)} pick(s) filled up to {k}")
+    after = measure(list(chosen) + batch)
+    return (batch, after, current - after) if after < current else None
 
 
 def estimate(candidates, far, blind=None) -> dict[int, float]:
@@ -105,11 +138,12 @@ def estimate(candidates, far, blind=None) -> dict[int, float]:
 
 
 def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: float, k: int, runs: int,
-           tell: Callable[[int, int, str], None], presets_left: int = 0, group: Callable[[int], object] = None):
+           tell: Callable[[int, int, str], None], later: int = 0, group: Callable[[int], object] = None):
     """Grow up to k picks from `candidates` in at most `runs` measured runs (see the module docstring). A generator:
     yields (positions, gap, gain) for each kept step, as it is kept; returns None when k picks were kept, else why
     fewer ("no candidate brought the run closer", "the search's N runs were spent"). tell(picks, runs_left, what)
-    hears before each run what it is for and how many runs are left (the presets' included).
+    hears before each run what it is for and how many runs are left (`later`: the runs planned after the search,
+    the presets' and the fill's, included).
     group(p): candidates with the same non-None group do one job (a converted model's copied positions restart:
     each carries the first position's embedding), so one of a group is screened, and once one is picked the
     others wait at the back of the queue."""
@@ -126,7 +160,7 @@ def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: fl
     spent = lambda: measure.runs - start
     gains = {}
     for p in screened[:singles]:
-        tell(0, runs - spent() + presets_left, f"measuring candidate {p} alone ({len(gains) + 1} of {singles})")
+        tell(0, runs - spent() + later, f"measuring candidate {p} alone ({len(gains) + 1} of {singles})")
         gains[p] = base_gap - measure([p])
     # then the measured singles that helped, best first, and the others by estimate
     queue = [p for p in sorted(gains, key=lambda p: -gains[p]) if gains[p] > 0] + [p for p in ranked if p not in gains]
@@ -136,7 +170,7 @@ def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: fl
         if not measure.known(chosen + batch):
             if spent() >= runs:
                 return f"the search's {runs} runs were spent"
-            tell(len(chosen), runs - spent() + presets_left, f"measuring {len(batch)} more pick(s) on top of "
+            tell(len(chosen), runs - spent() + later, f"measuring {len(batch)} more pick(s) on top of "
                                                               f"{len(chosen)}")
         after = measure(chosen + batch)
         if after < current:

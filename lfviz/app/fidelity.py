@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from ..analysis import advisor, fidelity, patterns
+from ..analysis import advisor, advisor_search, fidelity, patterns
 from ..config import AttentionConfig
 from ..figures import fidelity as figs
 from ..figures.pattern import reach_figure
@@ -235,8 +235,10 @@ def advisor_panel(runner, cfg: AttentionConfig, ref, objective: str, label: str 
     st.caption("The advisor shortlists candidates from the full-attention run (the tokens that get the most "
                "attention from beyond the window, the first token, question tokens, sentence starts, the worst blind "
                "spots, relays spread over the text), measures the most promising alone, then grows the picks in "
-               "measured steps of 1, 2, 4, ... tokens, and measures the presets with the same k. Every number below "
-               "is a measured run; Stop keeps the picks found so far.")
+               "measured steps of 1, 2, 4, ... tokens, measures the presets with the same k, and last fills the "
+               "picks up to k with the best preset's other positions where that brings the run closer: at most "
+               f"{advisor_search.CALL_RUNS} runs besides the full-attention run. Every number below is a measured "
+               "run; the bar counts the runs planned; Stop keeps the picks found so far.")
     key = _advice_key(cfg, objective, label)
     if ss.pop("_fid_running", False) and ss.get("_fid_advice"):  # the last run was cut short (Stop, or a click)
         ss["_fid_advice"][1].stop()

@@ -4,7 +4,7 @@ and the runs stay within the search's budget whatever the shortlist's size."""
 import pytest
 
 from lfviz.analysis import advisor, fidelity
-from lfviz.analysis.advisor_search import Measurer, search_runs, step_sizes
+from lfviz.analysis.advisor_search import CALL_RUNS, Measurer, fill, search_runs, step_sizes, thin
 from lfviz.config import AttentionConfig
 
 TEXT = ("The harbour keeper lit the lamp at dusk. Ships came in from the north. The keeper wrote each name in "
@@ -50,9 +50,35 @@ def test_picks_come_one_at_a_time_and_equal_a_rerun(embedded, tiny_causal, which
 def test_runs_stay_within_the_search_budget(embedded):
     """The old search ran every shortlisted candidate alone and then re-measured lazily: size + about 2k runs."""
     advice = advisor.advise(embedded, TEXT, CFG, 6, size=16)
-    presets = len(advice.presets)
-    assert advice.runs <= 1 + search_runs(6, 16) + presets
+    presets = len({r["positions"] for r in advice.presets})
+    assert advice.runs <= 1 + search_runs(6, 16, presets) + presets <= CALL_RUNS
     assert advisor.advise(embedded, TEXT, CFG, 6, size=16, runs=3).runs <= 1 + 3 + presets
+    assert advisor.advise(embedded, TEXT, CFG, 16, size=32).runs <= CALL_RUNS
+
+
+def test_the_progress_plan_counts_every_run(embedded):
+    """Each new run is told before it runs as "run i of N": i counts 1, 2, ... up to the runs made, and N (the
+    runs planned) is never below the runs made and never grows (it showed "2 of 5" while 12 runs were made)."""
+    said = []
+    advice = advisor.advise(embedded, TEXT, CFG, 6, size=16, progress=lambda f, what: said.append((f, what)))
+    told = [tuple(int(x) for x in what.rsplit("(run ", 1)[1].rstrip(")").split(" of ")) for _, what in said
+            if "(run " in what]
+    assert [i for i, _ in told] == list(range(1, advice.runs + 1))
+    planned = [n for _, n in told]
+    assert planned == sorted(planned, reverse=True) and planned[-1] >= advice.runs
+    assert [f for f, _ in said] == sorted(f for f, _ in said) and said[-1] == (1.0, "done")
+
+
+def test_the_fill_adds_the_best_presets_other_positions_when_that_helps():
+    """Relays help together and little alone: the last step adds the preset's other positions, thinned to fit k."""
+    relays = (0, 10, 20, 30, 40, 50, 60, 70)
+    objective = lambda pos: 1.0 - 0.1 * (5 in pos) - 0.05 * len(set(pos) & set(relays))
+    assert thin(relays, 3) == [0, 40, 70] and thin((3, 1), 5) == [1, 3] and thin(relays, 0) == []
+    m = Measurer(objective)
+    assert fill(m, [5], 0.9, relays, 4) == ([0, 40, 70], pytest.approx(0.75), pytest.approx(0.15))
+    assert m.runs == 1 and m.known([0, 5, 40, 70])
+    assert fill(m, [5, 0, 40, 70], 0.75, relays, 4) is None and m.runs == 1  # k picks already: nothing to add
+    assert fill(Measurer(lambda pos: 2.0), [5], 0.9, relays, 4) is None  # kept only when it brings the run closer
 
 
 def test_a_stop_keeps_the_picks_measured_so_far(embedded):
