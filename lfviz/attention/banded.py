@@ -116,7 +116,7 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
     padded = valid is not None
     valid = torch.ones(n, dtype=torch.bool, device=dev) if valid is None else valid.to(dev, torch.bool)
     band_ok = valid & ~is_global
-    qs = q * scale
+    qs = None if grouped else q * scale  # the causal band kernel scales the queries as it regroups them
     gk, gv = k[:, g_idx], v[:, g_idx]  # (H, G, hd): non-global rows see global keys through local projections
     global_ok = None
     if causal and G:  # a sink is seen only from the positions at or after it
@@ -130,8 +130,8 @@ def banded_attention(q, k, v, spec: LayerSpec, global_tokens=(), valid=None, qg=
             k, v = (x.repeat_interleave(H // x.shape[0], dim=0) for x in (k, v))
         out = dense_attention(q, k, v, None if not padded else valid, causal, scale, softcap, sinks)
     elif grouped:
-        out, band, tog, rec, sink = _causal(qs, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype, global_ok,
-                                            softcap, sinks, received, block)
+        out, band, tog, rec, sink = _causal(q, k, v, band_ok, spec, gk, gv, need_weights, weights_dtype, global_ok,
+                                            softcap, sinks, received, block, scale)
     elif chosen == "flex":
         try:
             out, band, tog, rec, sink = flex.flex_local(qs, k, v, band_ok, spec.one_sided, spec.dilation, gk, gv,
@@ -191,17 +191,17 @@ def _grouped(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.reshape(Hkv, H // Hkv * X, Y) @ b).view(H, X, -1)
 
 
-def _causal(qs, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights, weights_dtype, global_ok, softcap, sinks,
-            received, block):
-    """`causal_band` for (H, n, hd) queries and (Hkv, n, hd) keys/values of one dilation d, each residue class mod
+def _causal(q, k, v, band_ok, spec: LayerSpec, gk, gv, need_weights, weights_dtype, global_ok, softcap, sinks,
+            received, block, scale):
+    """`causal_band` for (H, n, hd) unscaled queries and (Hkv, n, hd) keys/values of one dilation d, each residue class mod
     d run as an undilated band. Returns what `blocked_local` returns (band: the past half; rec None unless
     `received`)."""
-    n = qs.shape[1]
+    n = q.shape[1]
     d = min(spec.dilation[0], n)  # d >= n reaches no key but the token itself: the same as d = n
     gok = None if global_ok is None else to_classes(global_ok[None].to(torch.uint8), d)[:, 0].bool()  # (d, m, G)
-    out, band, tog, rec, sink = causal_band(to_classes(qs, d), to_classes(k, d), to_classes(v, d),
+    out, band, tog, rec, sink = causal_band(to_classes(q, d), to_classes(k, d), to_classes(v, d),
                                             mask_to_classes(band_ok, d), spec.one_sided, gk, gv, need_weights,
-                                            weights_dtype, gok, softcap, sinks, received, block)
+                                            weights_dtype, gok, softcap, sinks, received, block, scale)
     if not need_weights:
         return from_classes(out, n), None, None, None, None
     per_row = lambda x: None if x is None else from_classes(x.unsqueeze(-1), n)[..., 0]  # (d, h, m) -> (h, n)

@@ -14,8 +14,8 @@ How it works:
   rows of one matmul against that head's key window, so each window is read once for all g heads.
 - Queries are cut into blocks of B rows. A block whose window lies inside the text (b*B >= w) sees the B + w keys
   [b*B - w, b*B + B): such blocks run `CHUNK_BYTES` of scores at a time with one batched matmul. The first blocks
-  (b*B < w; every block of a full layer, w = n - 1) see only [0, b*B + B): they run one at a time against a
-  slice of the keys (no copy, no padded keys), so a full causal layer costs the triangle, not the square.
+  (b*B < w; every block of a full layer, w = n - 1) see only [0, b*B + B): they run one at a time against that
+  slice of the keys (no padded keys), so a full causal layer costs the triangle, not the square.
 - The band's past half, column j = key p - w + j (own weight at j = w), is a strided view of a block's
   probabilities: row r, column j is window cell r + j. The first blocks' probabilities are placed in a buffer
   whose left part stays zero (keys before 0) to read them the same way.
@@ -42,16 +42,17 @@ def block_size(w: int, m: int, g: int) -> int:
 
 def causal_band(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, weights_dtype: torch.dtype = torch.float32,
                 global_ok: torch.Tensor | None = None, softcap: float | None = None, sinks: torch.Tensor | None = None,
-                received: bool = False, block: int | None = None):
+                received: bool = False, block: int | None = None, scale: float = 1.0):
     """Causal band + global columns of a batch of sequences, grouped-query heads kept grouped.
 
-    q:        (Bt, H, m, hd) queries, already scaled;  k, v: (Bt, Hkv, m, hd), H = g * Hkv: query head h reads
-              key/value head h // g (transformers' `repeat_kv` order).
+    q:        (Bt, H, m, hd) queries, multiplied by `scale` here;  k, v: (Bt, Hkv, m, hd), H = g * Hkv: query
+              head h reads key/value head h // g (transformers' `repeat_kv` order).
     key_ok:   (Bt, m) bool, keys allowed in the band;  w: band keys before the row (the row sees p - w .. p).
     gk, gv:   (Hkv, G, hd) the global tokens' keys/values (G may be 0);  global_ok: (Bt, m, G) bool, the global
               columns each row may see (None: all).
     softcap, sinks (H,) fp32: see `logits.py`.
-    Returns out (Bt, H, m, hd) and, if need_weights (else None each): band (Bt, H, m, w + 1) in `weights_dtype`,
+    Returns out (Bt, H, m, hd) (a view of a (Bt, m, H, hd) tensor: the layout a model's output projection reads
+    without another copy) and, if need_weights (else None each): band (Bt, H, m, w + 1) in `weights_dtype`,
     the past half with the row's own weight last (column j: key p - w + j; 0 outside the text and at keys not
     allowed); to_global (Bt, H, m, G); received (Bt, H, m) fp32 column sums over key_ok rows when `received`,
     else None; sink (Bt, H, m) fp32 each row's sink share when sinks are given, else None.
@@ -67,10 +68,12 @@ def causal_band(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, weights_dty
     L = B + w  # a full window: keys [b*B - w, b*B + B)
     first = min(nb, -(-w // B))  # blocks whose window would start before key 0
     dev, sdt = q.device, q.dtype
-    fmin = torch.finfo(torch.float32).min
+    hide = -1e30  # added to a hidden cell's score (finite: a row with no key stays finite); exp() makes it 0
 
-    # (Bt, Hkv, nb, g*B, hd): the g heads of a key/value head stacked block by block (one copy of q)
-    qb = F.pad(q, (0, 0, 0, mp - m)).view(Bt, Hkv, g, nb, B, hd).transpose(2, 3).reshape(Bt, Hkv, nb, g * B, hd)
+    # (Bt, Hkv, nb, g*B, hd): the g heads of a key/value head stacked block by block, scaled in the same pass
+    qb = q.new_empty(Bt, Hkv, nb, g * B, hd)
+    qsrc = q if mp == m else F.pad(q, (0, 0, 0, mp - m))
+    torch.mul(qsrc.reshape(Bt, Hkv, g, nb, B, hd).transpose(2, 3), scale, out=qb.view(Bt, Hkv, nb, g, B, hd))
     kp = F.pad(k, (0, 0, 0, mp - m))  # (Bt, Hkv, mp, hd)
     vp = F.pad(v, (0, 0, 0, mp - m))
     okp = F.pad(key_ok, (0, mp - m), value=False)  # (Bt, mp)
@@ -79,7 +82,7 @@ def causal_band(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, weights_dty
         gok = F.pad(~global_ok, (0, 0, 0, mp - m), value=True).view(Bt, 1, nb, 1, B, G)  # True: hidden
     sink_view = None if sinks is None else sinks.to(dev, torch.float32).view(1, Hkv, 1, g, 1, 1)
 
-    out = q.new_empty(Bt, Hkv, g, nb, B, hd)  # the (Bt, H, mp, hd) output, written block by block
+    out = q.new_empty(Bt, nb, B, Hkv, g, hd)  # the (Bt, mp, H, hd) output, written block by block
     if need_weights:
         band = torch.empty(Bt, Hkv, g, nb, B, w + 1, device=dev, dtype=weights_dtype)
         to_global = torch.empty(Bt, Hkv, g, nb, B, G, device=dev, dtype=weights_dtype)
@@ -120,12 +123,12 @@ def causal_band(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, weights_dty
             kk = torch.arange(e, device=dev).view(1, e)
             hidden = (kk > pos) | (kk < pos - w) | ~okp[:, None, :e]  # (Bt, B, e)
             s6 = scores.view(Bt, Hkv, 1, g, B, e + G)
-            s6[..., :e].masked_fill_(hidden.view(Bt, 1, 1, 1, B, e), fmin)
+            s6[..., :e].add_(torch.zeros(hidden.shape, device=dev).masked_fill_(hidden, hide).view(Bt, 1, 1, 1, B, e))
             if gok is not None:
-                s6[..., e:].masked_fill_(gok[:, :, b:b + 1], fmin)
+                s6[..., e:].masked_fill_(gok[:, :, b:b + 1], hide)
             probs, sh = softmax(scores, 1)
             o = torch.matmul(probs.view(Bt, Hkv, g * B, e + G).to(sdt), vals)  # (Bt, Hkv, g*B, hd)
-            out[:, :, :, b] = o.view(Bt, Hkv, g, B, hd)
+            out[:, b] = o.view(Bt, Hkv, g, B, hd).permute(0, 3, 1, 2, 4)
             if need_weights:
                 pad_buf[..., w - b * B:] = probs[..., :e]  # keys before w - b*B stay 0 (before the text)
                 keep(probs, sh, b, 1, pad_buf)
@@ -141,6 +144,8 @@ def causal_band(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, weights_dty
         starts = torch.arange(first, nb, device=dev) * B - w  # first key of each window
         okw = okp[:, first * B - w:].unfold(1, L, B)  # (Bt, nb - first, L)
         hidden = outside.view(1, 1, B, L) | ~okw.view(Bt, -1, 1, L)  # (Bt, nb - first, B, L)
+        # as a bias added to the scores: one vectorised add, where a broadcast masked_fill_ costs ~10x more
+        bias = torch.zeros(hidden.shape, device=dev).masked_fill_(hidden, hide)
         cb = max(1, min(nb - first, CHUNK_BYTES // max(1, Bt * H * B * (L + G) * 4)))  # blocks per chunk
         kbuf = q.new_empty(Bt, Hkv, cb, L + G, hd)  # the windows + the G global keys, reused by every chunk
         vbuf = q.new_empty(Bt, Hkv, cb, L + G, hd)
@@ -157,12 +162,12 @@ def causal_band(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, weights_dty
             scores = torch.matmul(qb[:, :, c0:c1], kc.transpose(-1, -2)).float()  # (Bt, Hkv, nc, g*B, L + G)
             scores = soft_cap(scores, softcap, inplace=True)
             s6 = scores.view(Bt, Hkv, nc, g, B, L + G)
-            s6[..., :L].masked_fill_(hidden[:, None, c0 - first:c1 - first, None], fmin)
+            s6[..., :L].add_(bias[:, None, c0 - first:c1 - first, None])
             if gok is not None:
-                s6[..., L:].masked_fill_(gok[:, :, c0:c1], fmin)
+                s6[..., L:].masked_fill_(gok[:, :, c0:c1], hide)
             probs, sh = softmax(scores, nc)
             o = torch.matmul(probs.view(Bt, Hkv, nc, g * B, L + G).to(sdt), vc)  # (Bt, Hkv, nc, g*B, hd)
-            out[:, :, :, c0:c1] = o.view(Bt, Hkv, nc, g, B, hd).transpose(2, 3)
+            out[:, c0:c1] = o.view(Bt, Hkv, nc, g, B, hd).permute(0, 2, 4, 1, 3, 5)
             if need_weights:
                 keep(probs, sh, c0, nc, probs)
                 if received:
@@ -170,7 +175,7 @@ def causal_band(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, weights_dty
                     idx = (starts[c0 - first:c1 - first].view(nc, 1) + torch.arange(L, device=dev)).flatten()
                     rec.index_add_(3, idx, col.transpose(2, 3).reshape(Bt, Hkv, g, nc * L))
 
-    out = out.view(Bt, H, mp, hd)[:, :, :m]
+    out = out.view(Bt, mp, H, hd)[:, :m].transpose(1, 2)  # (Bt, H, m, hd)
     if not need_weights:
         return out, None, None, None, None
     band = band.view(Bt, H, mp, w + 1)[:, :, :m]
