@@ -29,79 +29,103 @@ def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([loss.new_full((1,), float("nan")), loss])
 
 
-LOGIT_BYTES = 256 * 2**20  # fp32 logits per chunk of rows; whole, (n, V) at 4k tokens is 0.8 GB (SmolLM2), 4.2 GB (Gemma 3)
-TOP_CHUNK = 256  # columns per chunk in the two-stage top-k
+LOGIT_ROWS = 2048  # positions per block of the output head: the head's weight is read once per block
+TILE_BYTES = 32 * 2**20  # fp32 logits of one tile (rows x columns), reused; whole, (n, V) at 4k tokens is 4.2 GB (Gemma 3)
+
+
+def logit_tile(n: int, vocab_size: int) -> tuple[int, int]:
+    """(rows, columns) of the output head's logits computed at a time for n positions: up to LOGIT_ROWS rows and
+    TILE_BYTES of fp32 between them, the columns a multiple of 256 where that many fit (2,000 rows of Gemma 3's
+    262,144 words: 2,000 x 4,096, 64 tiles a block; of SmolLM2's 49,152: 12 tiles)."""
+    rows = max(1, min(n, LOGIT_ROWS))
+    cols = TILE_BYTES // (4 * rows)
+    return rows, max(1, min(vocab_size, cols - cols % 256 if cols >= 256 else cols))
 
 
 def logit_rows(vocab_size: int) -> int:
-    """Output-head rows computed at a time for this vocabulary: 1,365 for SmolLM2 (49,152), 256 for Gemma 3
-    (262,144)."""
-    return max(16, LOGIT_BYTES // (4 * vocab_size))
-
-
-def top_k_rows(logits: torch.Tensor, k: int, chunk_max: torch.Tensor | None = None):
-    """torch.topk(logits, k, dim=-1) of (r, V) logits, in two stages (one pass over the row instead of a partial
-    sort of all V): the max of every TOP_CHUNK columns, the k chunks with the highest maxima, then the top k among
-    their k * TOP_CHUNK columns (plus the columns past the last whole chunk). Exact: a value among the row's k
-    largest lies in a chunk whose max is at least that value, and fewer than k chunks can have a higher max.
-    Among equal values the index picked may differ from torch.topk's (neither promises one). chunk_max: the
-    (r, V // TOP_CHUNK) maxima when already computed. Returns (values (r, k), indices (r, k)), sorted."""
-    r, V = logits.shape
-    whole = V // TOP_CHUNK
-    if whole <= 4 * k:  # a small vocabulary: the plain sort is as fast
-        return logits.topk(k, dim=-1)
-    main = logits[:, :whole * TOP_CHUNK].view(r, whole, TOP_CHUNK)
-    if chunk_max is None:
-        chunk_max = main.amax(-1)  # (r, whole)
-    best = chunk_max.topk(k, dim=-1).indices  # (r, k) chunk numbers
-    cols = (best[:, :, None] * TOP_CHUNK + torch.arange(TOP_CHUNK, device=logits.device)).flatten(1)  # (r, k*C)
-    if V > whole * TOP_CHUNK:
-        tail = torch.arange(whole * TOP_CHUNK, V, device=logits.device).expand(r, -1)
-        cols = torch.cat([cols, tail], 1)
-    top = logits.gather(1, cols).topk(k, dim=-1)
-    return top.values, cols.gather(1, top.indices)
+    """The head's buffer counted in rows of vocab_size fp32 logits (what a memory estimate multiplies by V * 4):
+    32 for Gemma 3 (262,144), 170 for SmolLM2 (49,152). The logits themselves are tiled (`logit_tile`)."""
+    return max(1, TILE_BYTES // (4 * vocab_size))
 
 
 @torch.inference_mode()  # statistics of a forward, never trained through
 def next_token_stats(weight: torch.Tensor, hidden: torch.Tensor, input_ids: torch.Tensor, top_k: int,
-                     rows: int = 512, start: int = 0, post=None):
-    """From the last hidden state (n, D) through the output head `weight` (V, D) (then `post`, the family's
-    logit mechanisms, if any), `rows` positions at a time into one reused buffer (never the whole (n, V) logits):
+                     rows: int | None = None, start: int = 0, post=None, bias: torch.Tensor | None = None,
+                     cols: int | None = None):
+    """From the last hidden state (n, D) through the output head `weight` (V, D) (plus `bias` (V,), then `post`,
+    the family's elementwise logit mechanisms, if any), in tiles of `rows` positions x `cols` words into one reused
+    buffer (default `logit_tile`: a few MB, never the whole (n, V) logits nor even whole rows of them):
     (n,) float32 next-token losses as `token_losses` gives them, and the top-k next tokens at every position, ids
     (n, k) and probabilities (n, k) (top_k=0: none, (n, 0)). start: rows before it are skipped (their losses NaN,
     their top-k ids -1 and probabilities NaN): a caller that already has them from a run whose hidden states
-    agree there computes only the rest."""
+    agree there computes only the rest.
+
+    Exact, tile by tile along the vocabulary (each row's logits are seen once, while the tile is in cache): the
+    log-sum-exp from each tile's max m and sum of exp(x - m), merged into a running max and rescaled sum (float64);
+    the target's logit picked in the tile that holds it; the top k merged into a running top k, a tile searched
+    only for the rows whose tile max beats their running k-th value. Among equal values the index kept may differ
+    from torch.topk's over the whole row (neither promises one)."""
     n, V = hidden.shape[0], weight.shape[0]
+    if top_k > V:
+        raise ValueError(f"top_k={top_k} is more than the vocabulary's {V} words: ask for at most {V}")
     loss = torch.full((n,), float("nan"))
     ids = torch.full((n, top_k), -1, dtype=torch.long)
     probs = torch.full((n, top_k), float("nan"))
     stop = n if top_k else n - 1  # without top-k the last row predicts nothing anyone reads
     if start >= stop:
         return loss, ids, probs
-    buf = torch.empty(min(rows, stop - start), V, dtype=torch.float32, device=hidden.device)
+    rows = rows or logit_tile(stop - start, V)[0]
+    cols = min(V, cols or logit_tile(min(rows, stop - start), V)[1])
+    dev = hidden.device
+    buf = torch.empty(min(rows, stop - start), cols, dtype=torch.float32, device=dev)
     w = weight.t()
+    plain = post is None and bias is None and hidden.dtype == w.dtype == torch.float32
     for s in range(start, stop, rows):
         x = hidden[s:min(stop, s + rows)]
-        logits = buf[:len(x)]
-        if post is None and x.dtype == w.dtype == torch.float32:
-            torch.mm(x, w, out=logits)  # into the reused buffer: no fresh 256 MB (page faults) per chunk
-        else:
-            logits.copy_(post(x @ w) if post is not None else x @ w)
-        r = len(logits)
-        whole = V // TOP_CHUNK
-        chunk_max = logits[:, :whole * TOP_CHUNK].view(r, whole, TOP_CHUNK).amax(-1) if whole else None
-        row_max = logits.amax(-1, keepdim=True) if chunk_max is None or V % TOP_CHUNK else \
-            chunk_max.amax(-1, keepdim=True)  # (r, 1)
+        r = len(x)
+        target = input_ids[s + 1:s + 1 + r].to(dev)  # the token after each row; the last row of the text has none
+        picked = torch.empty(len(target), device=dev)  # (r',) the next token's logit
+        run_max = torch.full((r,), float("-inf"), dtype=torch.float64, device=dev)
+        run_sum = torch.zeros(r, dtype=torch.float64, device=dev)  # sum of exp(logit - run_max) so far
+        top_v = torch.full((r, top_k), float("-inf"), device=dev)  # (r, k) running top k, sorted
+        top_i = torch.zeros((r, top_k), dtype=torch.long, device=dev)
+        for c in range(0, V, cols):
+            width = min(cols, V - c)
+            tile = buf[:r, :width]
+            if plain:
+                torch.mm(x, w[:, c:c + width], out=tile)  # into the reused buffer: no fresh allocation per tile
+            else:
+                y = x @ w[:, c:c + width]
+                y = y + bias[c:c + width] if bias is not None else y
+                tile.copy_(post(y) if post is not None else y)
+            m = tile.amax(1)  # (r,)
+            if top_k:
+                need = m > top_v[:, -1]  # rows where this tile holds a value above their running k-th
+                sel = None if bool(need.all()) else need.nonzero()[:, 0]
+                if sel is None or len(sel):
+                    part = tile if sel is None else tile[sel]
+                    tv, ti = part.topk(min(top_k, width), 1)
+                    cand_v = torch.cat([top_v if sel is None else top_v[sel], tv], 1)
+                    cand_i = torch.cat([top_i if sel is None else top_i[sel], ti + c], 1)
+                    best = cand_v.topk(top_k, 1)
+                    if sel is None:
+                        top_v, top_i = best.values, cand_i.gather(1, best.indices)
+                    else:
+                        top_v[sel], top_i[sel] = best.values, cand_i.gather(1, best.indices)
+            hit = ((target >= c) & (target < c + width)).nonzero()[:, 0]
+            if len(hit):
+                picked[hit] = tile[hit, target[hit] - c]
+            # this tile's sum of exp(x - m), in place over the buffer (its logits are not needed after this)
+            tile_sum = tile.sub_(m[:, None]).exp_().sum(1).double()
+            m = m.double()
+            new_max = torch.maximum(run_max, m)
+            run_sum = run_sum * (run_max - new_max).exp() + tile_sum * (m - new_max).exp()
+            run_max = new_max
+        lse = (run_max + run_sum.log()).float()  # (r,)
+        loss[s + 1:s + 1 + len(target)] = (lse[:len(target)] - picked).cpu()
         if top_k:
-            values, top = top_k_rows(logits, top_k, chunk_max)
-        target = input_ids[s + 1:s + 1 + r]  # the token after each row; the last row of the text has none
-        picked = logits[torch.arange(len(target), device=logits.device), target]  # (r',) the next token's logit
-        # log-sum-exp in place over the buffer (its logits are not needed after this): max + log(sum(exp(x - max)))
-        lse = row_max + logits.sub_(row_max).exp_().sum(-1, keepdim=True).log_()  # (r, 1)
-        loss[s + 1:s + 1 + len(target)] = (lse[:len(target), 0] - picked).cpu()
-        if top_k:
-            ids[s:s + r] = top.cpu()
-            probs[s:s + r] = (values - lse).exp().cpu()
+            ids[s:s + r] = top_i.cpu()
+            probs[s:s + r] = (top_v - lse[:, None]).exp().cpu()
     return loss, ids, probs
 
 
@@ -249,9 +273,8 @@ class CausalRunner(RunnerBase):
         """`next_token_stats` through this model's output head: (n,) losses, (n, k) top ids and probabilities."""
         head = self.model.get_output_embeddings()
         mechanisms, probe = families.apply_output_mechanisms, hidden[:0]  # it returns its input when none applies
-        post = None if mechanisms(self.config, probe) is probe and head.bias is None else \
-            (lambda logits: mechanisms(self.config, logits if head.bias is None else logits + head.bias))
-        return next_token_stats(head.weight, hidden, ids, top_k, logit_rows(self.config.vocab_size), start, post)
+        post = None if mechanisms(self.config, probe) is probe else (lambda logits: mechanisms(self.config, logits))
+        return next_token_stats(head.weight, hidden, ids, top_k, start=start, post=post, bias=head.bias)
 
     def suggest_global_tokens(self, text: str, question: str | None = None) -> tuple[int, ...]:
         """The usual sinks of a model trained with full attention run under a window: the first four tokens. A model
