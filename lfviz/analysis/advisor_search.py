@@ -155,7 +155,8 @@ def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: fl
         if k == 1 or group(p) is None or group(p) not in groups:
             screened.append(p)
             groups.add(group(p))
-    singles = max(1, min(len(screened), runs - len(steps) - (1 if k > 1 else 0)))
+    # at least 3 screened alone (the estimate is rough: its best is often no help), the steps get the rest
+    singles = max(1, min(len(screened), runs, max(3, runs - len(steps) - (1 if k > 1 else 0))))
     start = measure.runs
     spent = lambda: measure.runs - start
     gains = {}
