@@ -9,13 +9,19 @@ time goes: without the attention modules (embeddings, output projections, layer 
 the projections but no attention (the kernel replaced by handing the queries back), without the global token,
 and with capture off.
 
-    .venv/bin/python bench/cpu_bench.py [--tokens 4096] [--repeat 3] [--threads N] [--breakdown]
+--against REV also times lfviz with the blocked kernel (`lfviz/attention/blocked.py`) as it was at git revision REV,
+in the same loop: the kernel's before/after on the whole run, in one process.
+
+    .venv/bin/python bench/cpu_bench.py [--tokens 4096] [--repeat 3] [--threads N] [--breakdown] [--against REV]
 """
 from __future__ import annotations
 
 import argparse
+import pathlib
 import platform
+import subprocess
 import time
+import types
 from contextlib import contextmanager
 
 import torch
@@ -52,6 +58,16 @@ def no_kernel(q, k, v, *args, **kwargs):  # projections made, attention replaced
     return q, None
 
 
+def kernel_at(rev: str) -> types.ModuleType:
+    """`lfviz.attention.blocked` as it was at git revision `rev`, loaded beside today's."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    src = subprocess.check_output(["git", "-C", str(root), "show", f"{rev}:lfviz/attention/blocked.py"], text=True)
+    mod = types.ModuleType(f"lfviz.attention.blocked_at_{rev}")
+    mod.__package__ = "lfviz.attention"
+    exec(compile(src, f"blocked.py@{rev}", "exec"), mod.__dict__)
+    return mod
+
+
 def dense_bert(n):
     """The source MiniLM as a plain BERT with positions copied up to n, full attention through SDPA."""
     import json
@@ -80,6 +96,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument("--breakdown", action="store_true", help="also time lfviz with parts taken away")
+    ap.add_argument("--against", metavar="REV", help="also time lfviz with the blocked kernel of git revision REV")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,6 +138,17 @@ def main():
     no_global = lfviz.AttentionConfig(window=args.window)
     parts = {"floor": floor, "projections": projections,
              "no global": lambda: runner.run(input_ids=ids, config=no_global, capture=False)} if args.breakdown else {}
+    if args.against:
+        from lfviz.attention import banded
+
+        old = kernel_at(args.against)
+
+        def at_rev(capture):
+            with replaced(banded, "blocked_local", old.blocked_local):
+                return run_lfviz(capture)
+
+        parts[f"kernel at {args.against}, capture on"] = lambda: at_rev(True)
+        parts[f"kernel at {args.against}, capture off"] = lambda: at_rev(False)
     run_hf(), run_lfviz(), run_dense()  # warm-up
     for call in parts.values():
         call()
@@ -145,7 +173,11 @@ def main():
     print(f"lfviz run, capture off:                      {t_nocap:.3f} s")
     print(f"dense full attention (BERT, SDPA, no capture): {t_dense:.3f} s")
     print(f"ratio lfviz/HF: {t_lf / t_hf:.2f} (target <= 0.25); lfviz without capture / dense: {t_nocap / t_dense:.2f}")
-    if parts:
+    for name, t in t_parts.items():
+        if name.startswith("kernel at"):
+            now = t_lf if name.endswith("on") else t_nocap
+            print(f"lfviz run, {name}: {t:.3f} s (today's kernel {now:.3f} s: {now / t:.2f}x; ratio to HF {t / t_hf:.2f})")
+    if args.breakdown:
         f, p, ng = t_parts["floor"], t_parts["projections"], t_parts["no global"]
         print(f"breakdown of lfviz's {t_lf:.3f} s: floor (embeddings, output projections, layer norms, MLPs) {f:.3f} s; "
               f"q/k/v and global projections {p - f:.3f} s; attention kernel and global rows {t_nocap - p:.3f} s "

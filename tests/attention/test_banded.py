@@ -244,3 +244,55 @@ def test_causal_blocked_capture_keeps_the_past_half_alone():
     _, ref = reference_attention(q, k, v, q, k, v, spec, (0, 1), None, causal=True)
     assert w.causal and w.stored.shape == (2, 50, 7)
     assert torch.allclose(w.dense(), ref, atol=TOL)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_one_block_per_chunk_masks_bad_keys_where_they_are(monkeypatch, causal):
+    # one block per chunk: blocks whose key window holds no global, padding or out-of-text key get their two
+    # out-of-band triangles masked alone, the others their bad keys' columns too; both kinds in one run
+    from lfviz.attention import blocked
+
+    monkeypatch.setitem(blocked.CHUNK_BYTES, "cpu", 1)
+    check(400, 16, [1, 2], (0, 200), n_pad=30, block=16, causal=causal)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inputs_follow_the_fp32_kernel(dtype):
+    # half-precision q, k, v: scores are made in that dtype and copied into the fp32 buffer; the rest as in fp32
+    from lfviz.attention import blocked
+
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, 2, 200, 8, generator=g) for _ in range(3))
+    gk, gv = torch.randn(2, 1, 8, generator=g), torch.randn(2, 1, 8, generator=g)
+    ok = torch.ones(1, 200, dtype=torch.bool)
+    ok[0, 3] = False
+    full = blocked.band_core(q, k, v, ok, 20, gk, gv, True, block=16)
+    half = blocked.band_core(q.to(dtype), k.to(dtype), v.to(dtype), ok, 20, gk.to(dtype), gv.to(dtype), True,
+                             block=16)
+    assert half[0].dtype == dtype and half[1].dtype == torch.float32
+    for x, y in zip(full[:4], half[:4]):
+        torch.testing.assert_close(y.float(), x, atol=5e-2, rtol=0)
+
+
+def test_blocked_kernel_causal_on_its_own(monkeypatch):
+    # band_core's causal path, called directly (banded_attention sends single-dilation causal layers to
+    # causal_band.py): one block per chunk, interior and edge blocks, equal to the reference
+    import math
+
+    from lfviz.attention import blocked
+
+    monkeypatch.setitem(blocked.CHUNK_BYTES, "cpu", 1)
+    g = torch.Generator().manual_seed(4)
+    H, n, hd = 2, 100, 8
+    q, k, v = (torch.randn(H, n, hd, generator=g) for _ in range(3))
+    spec = LayerSpec(12, (1, 1))
+    ok = torch.ones(n, dtype=torch.bool)
+    none = torch.zeros(H, 0, hd)
+    out, band, tog, rec, _ = blocked.blocked_local(q / math.sqrt(hd), k, v, ok, spec, none, none, True,
+                                                   torch.float32, block=16, causal=True)
+    ref_out, ref_probs = reference_attention(q, k, v, q, k, v, spec, (), None, causal=True)
+    ref = weights_from_dense(ref_probs, 12, (1, 1), ())
+    assert band.shape == (H, n, 7)
+    torch.testing.assert_close(out, ref_out, atol=TOL, rtol=0)
+    torch.testing.assert_close(band, ref.band[..., :7], atol=TOL, rtol=0)
+    torch.testing.assert_close(rec, ref_probs.sum(1), atol=TOL, rtol=0)
