@@ -176,7 +176,8 @@ def main():
     for name, t in t_parts.items():
         if name.startswith("kernel at"):
             now = t_lf if name.endswith("on") else t_nocap
-            print(f"lfviz run, {name}: {t:.3f} s (today's kernel {now:.3f} s: {now / t:.2f}x; ratio to HF {t / t_hf:.2f})")
+            print(f"lfviz run, {name}: {t:.3f} s (today's kernel {now:.3f} s: {now / t:.2f}x; "
+                  f"ratio to HF {t / t_hf:.2f})")
     if args.breakdown:
         f, p, ng = t_parts["floor"], t_parts["projections"], t_parts["no global"]
         print(f"breakdown of lfviz's {t_lf:.3f} s: floor (embeddings, output projections, layer norms, MLPs) {f:.3f} s; "
