@@ -10,7 +10,9 @@ Layout (Hugging Face's `BigBirdBlockSparseAttention`, `bigbird.py`), nb blocks o
   `repeats=True` counts a repeated random block again, as Hugging Face's eval mode does with its all-zero plan.
 - A text that is not a multiple of `block` is padded at the end: the padding keys (only in the last block, always
   slot 1: a later slot repeating it is masked) are masked, the padding rows (only in the last block, a global one) are never computed.
-Causal: keys after the query are masked too (the diagonal block holds the query itself, so no row is empty).
+Causal: keys after the query are masked too (the diagonal block holds the query itself, so no row is empty); the
+slots always after a middle query block (nb - 1 and qb + 1) are not computed at all, nor query block 0's keys past
+its own block.
 Middle blocks run `CHUNK_BYTES` of scores at a time, so the working set stays in cache.
 """
 from __future__ import annotations
@@ -69,21 +71,26 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
         cell = torch.cat([cell, cell.new_zeros(npad - n)])  # padding rows are never added; any cell will do
 
     # the global query blocks: every key (causal: every key up to the row); padding rows are left out
-    keys, values = kf[:, :n], vf[:, :n]
     for b, rows in ((0, block), (nb - 1, rows_last)):
-        scores = qf[b, :, :rows] @ keys.transpose(1, 2)  # (H, rows, n)
+        seen = b * block + rows if causal else n  # causal: the keys up to the block's last row
+        keys, values = kf[:, :seen], vf[:, :seen]
+        scores = qf[b, :, :rows] @ keys.transpose(1, 2)  # (H, rows, seen)
         if causal:
-            scores.masked_fill_(torch.arange(n, device=dev) > torch.arange(rows, device=dev).view(-1, 1) + b * block,
+            scores.masked_fill_(torch.arange(seen, device=dev) > torch.arange(rows, device=dev).view(-1, 1) + b * block,
                                 fill)
         probs = torch.softmax(scores, -1)
         out[b, :, :rows] = probs @ values
         if m:
-            picture = torch.zeros(H, rows, m, device=dev).index_add_(2, cell[:n], probs)
+            picture = torch.zeros(H, rows, m, device=dev).index_add_(2, cell[:seen], probs)
             pool.index_add_(1, cell[b * block:b * block + rows], picture)
 
     # the middle query blocks: K key blocks gathered per block, one (block, K * block) softmax per row
     slots, keep = key_slots(nb, plan, repeats)
     slots, keep = slots.to(dev).transpose(0, 1), keep.to(dev).transpose(0, 1)  # (nb - 2, H, K)
+    diagonal = 3  # the slot of the query's own block
+    if causal:  # slots 1 (nb - 1) and 4 (qb + 1) are after every middle query block: never computed
+        cols = [0, 2, 3] + list(range(5, slots.shape[-1]))
+        slots, keep, diagonal = slots[..., cols], keep[..., cols], 2
     K = slots.shape[-1]
     rows_of = slots + nb * torch.arange(H, device=dev).view(1, H, 1)  # (nb - 2, H, K) rows of the (H * nb) blocks
     # slots whose keys are all masked: repeats, and (causal) blocks after the query block
@@ -102,10 +109,10 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
         by_slot = scores.view(c, H, block, K, block)
         if off[c0:c1].any():
             by_slot.permute(0, 1, 3, 2, 4)[off[c0:c1]] = fill
-        if pad_from < 2 * block:
+        if pad_from < 2 * block and not causal:  # (causal: slot 1 is not computed)
             scores[..., pad_from:2 * block] = fill
         if causal:
-            by_slot[:, :, :, 3].masked_fill_(above, fill)  # slot 3: the query's own block
+            by_slot[:, :, :, diagonal].masked_fill_(above, fill)
         probs = torch.softmax(scores, -1)
         del scores, by_slot
         vg = torch.index_select(vflat, 0, idx).view(c, H, K * block, hd)
