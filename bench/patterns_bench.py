@@ -13,7 +13,7 @@ Longformer, BigBird on the generic path (the reference, the code before the bloc
 attention call alone on the model's q, k, v shapes (random values).
 
     .venv/bin/python bench/patterns_bench.py [--out bench/patterns_results.json]
-    .venv/bin/python bench/patterns_bench.py --timing [--repeat 5] [--generic-once] [--out bench/patterns_timing.json]
+    .venv/bin/python bench/patterns_bench.py --timing [--repeat 5] [--generic-once] [--run NAME] [--out bench/patterns_timing.json]
 """
 import argparse
 import dataclasses
@@ -72,7 +72,16 @@ def documents(models, args):
 
 
 def timing(args):
-    rows = []
+    """The rows are added to args.out's earlier runs (a {run name: rows} file) under --run (default: the date)."""
+    rows, runs = [], {}
+    try:
+        with open(args.out) as f:
+            runs = json.load(f)
+    except FileNotFoundError:
+        pass
+    if not isinstance(runs, dict):
+        raise SystemExit(f"{args.out} is not a {{run name: rows}} file: give another --out")
+    run = args.run or time.strftime("run of %Y-%m-%d %H:%M UTC", time.gmtime())
     for model, runner, causal, cfg, doc, text, question, n in documents(args.models, args):
         bb, _ = equal_budget(cfg, n)
         once = ("BigBird generic",) if args.generic_once else ()
@@ -102,8 +111,9 @@ def timing(args):
                "loadavg": open("/proc/loadavg").read().split()[:3]}
         rows.append(row)
         print(json.dumps(row), flush=True)
+        runs[run] = rows
         with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(runs, f, indent=1)
 
 
 def attention_pattern_picture(pattern):
@@ -123,6 +133,7 @@ def main():
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--timing", action="store_true", help="BigBird's kernels against Longformer's (see the docstring)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--run", default=None, help="--timing: the name its rows get in --out (default: the date)")
     ap.add_argument("--generic-once", action="store_true", help="--timing: the generic path timed once, unwarmed")
     ap.add_argument("--models", nargs="+", default=["embedded", "smollm2"], help="--timing: which models")
     args = ap.parse_args()
