@@ -52,7 +52,7 @@ def test_native_perplexity_equals_hugging_faces_own_forward(runner, ids):
     assert res.config.is_native and res.predictions.rows[0]["label"] == "perplexity"
     assert res.predictions.rows[0]["score"] == pytest.approx(hf_ppl, rel=1e-3)
     assert perplexity(res.predictions.token_scores[0]) == pytest.approx(hf_ppl, rel=1e-3)
-    # issue 22: the two-stage top-k over 262,144 logits gives torch.topk's tokens at every position
+    # issue 22: the top-k of the vocabulary-tiled output head over 262,144 logits gives torch.topk's tokens at every position
     words = runner.token_strings(top.indices.flatten().tolist())
     got = res.predictions.next_tokens[:-1]
     assert [[w for w, _ in row] for row in got] == [words[i * 5:i * 5 + 5] for i in range(len(got))]
