@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import LayerSpec
+from . import capture_pool
 from .indexing import from_classes, mask_to_classes, positions, to_classes
 from .logits import soft_cap, softmax_with_sink
 
@@ -83,7 +84,10 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     sdt = torch.float32 if lse is not None else q.dtype
 
     qb = F.pad(q.to(sdt), (0, 0, 0, mp - m)).view(Bt, h, nb, B, hd)
-    kp = F.pad(k.to(sdt), (0, 0, w, mp - m + right))  # (Bt, h, mp + w + right, hd): block b's keys start at row b*B
+    # (Bt, h, G + w + mp + right, hd): block b's window starts at row b*B with G keys no row of the block may see
+    # (offsets below -w); their score columns hold the global keys' scores instead, so the chunk's scores
+    # (Bt, h, nc, B, G + L) are one matmul into a contiguous buffer (a batched BLAS call, not one call per head)
+    kp = F.pad(k.to(sdt), (0, 0, G + w, mp - m + right))
     okp = F.pad(key_ok, (w, mp - m + right), value=False)  # (Bt, mp + w + right)
     r = torch.arange(B, device=dev).view(B, 1)
     c = torch.arange(L, device=dev).view(1, L)
@@ -101,13 +105,14 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
 
     chunk_bytes = chunk_bytes or CHUNK_BYTES.get(dev.type, CHUNK_BYTES["cpu"])
     cb = max(1, min(nb, chunk_bytes // max(1, Bt * h * B * (L + G) * 4)))  # blocks per chunk
-    # scores of a chunk, reused by every chunk: the key window's L columns, then the G global keys'
-    sbuf = torch.empty(Bt, h, cb, B, L + G, device=dev)
+    # scores of a chunk, reused by every chunk: the G global keys' columns, then the key window's L columns
+    sbuf = torch.empty(Bt, h, cb, B, G + L, device=dev)
     if G:  # the global columns of every row at once (per block they would be G-column matmuls, mostly overhead)
         gscores = torch.matmul(qb.view(Bt, h, mp, hd), gk.to(sdt).transpose(-1, -2)[None]).view(Bt, h, nb, B, G)
     if lse is None:
         vp = F.pad(v, (0, 0, w, mp - m + right))
         out = q.new_empty(Bt, h, nb, B, hd, dtype=v.dtype)
+        obuf = q.new_empty(Bt, h, cb, B, hd, dtype=v.dtype)  # a chunk's output, contiguous for the batched matmul
         gprobs = torch.empty(Bt, h, nb, B, G, device=dev, dtype=v.dtype) if G else None  # out's global part: at the end
     else:
         # rows without any key have lse = -inf: +inf makes their weights 0 instead of NaN
@@ -117,8 +122,11 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     # causal: only offsets -w..0 are computed; the right half of the band layout stays 0
     past_only = past_only and causal
     band_cols = w + 1 if past_only else 2 * w + 1
-    band = (torch.zeros if causal and not past_only else torch.empty)(
-        Bt, h, nb, B, band_cols, device=dev, dtype=weights_dtype) if need_weights else None
+    band = None
+    if need_weights:  # on the CPU from reused memory: fresh pages would fault on the first write (`capture_pool`)
+        shape = (Bt, h, nb, B, band_cols)
+        band = torch.zeros(shape, device=dev, dtype=weights_dtype) if causal and not past_only else \
+            capture_pool.empty(shape, weights_dtype, dev)
     width = w + 1 + right  # band columns the window holds
     to_global = torch.empty(Bt, h, nb, B, G, device=dev, dtype=weights_dtype) if need_weights else None
     if need_weights:
@@ -134,42 +142,45 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     for c0 in range(0, nb, cb):
         c1 = min(nb, c0 + cb)
         nc = c1 - c0
-        rows = slice(c0 * B, (c1 - 1) * B + L)
-        # the blocks' key windows, a view of kp (a copy is made inside matmul only when the chunk holds several
-        # blocks: one block's window is a plain slice)
-        scores = sbuf[:, :, :nc]  # (Bt, h, nc, B, L + G)
+        rows = slice(c0 * B, (c1 - 1) * B + L)  # the chunk's band keys in vp
+        # the blocks' key windows with the G slots before them, a view of kp (a copy is made inside matmul only
+        # when the chunk holds several blocks: one block's window is a plain slice)
+        scores = sbuf[:, :, :nc]  # (Bt, h, nc, B, G + L)
         qc = qb[:, :, c0:c1]
-        _matmul_into(scores[..., :L], qc, kp[:, :, rows].unfold(2, L, B))  # unfold: (Bt, h, nc, hd, L)
-        if G:
-            scores[..., L:] = gscores[:, :, c0:c1]
+        _matmul_into(scores, qc, kp[:, :, c0 * B:(c1 - 1) * B + G + L].unfold(2, G + L, B))  # (Bt, h, nc, hd, G+L)
+        if G:  # the slots' scores (keys out of every row's band) replaced by the global keys' scores
+            scores[..., :G] = gscores[:, :, c0:c1]
         scores = soft_cap(scores, softcap, inplace=True)  # the chunk's own buffer: capped where it lies
+        band_scores = scores[..., G:]  # (Bt, h, nc, B, L)
         # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
-        torch.minimum(scores[..., :B], cap[0], out=scores[..., :B])
-        torch.minimum(scores[..., L - B:L], cap[1], out=scores[..., L - B:L])
+        torch.minimum(band_scores[..., :B], cap[0], out=band_scores[..., :B])
+        torch.minimum(band_scores[..., L - B:], cap[1], out=band_scores[..., L - B:])
         if any(has_bad[c0:c1]):
-            scores[..., :L].masked_fill_(bad_keys[:, None, c0:c1, None], fmin)  # (Bt, 1, nc, 1, L): whole columns
+            band_scores.masked_fill_(bad_keys[:, None, c0:c1, None], fmin)  # (Bt, 1, nc, 1, L): whole columns
         if global_ok is not None and G:
-            scores[..., L:].masked_fill_(~gok[:, :, c0:c1], fmin)
+            scores[..., :G].masked_fill_(~gok[:, :, c0:c1], fmin)
+        del band_scores
         if lse is None:
-            probs, share = softmax_with_sink(scores, sinks, inplace=True)  # (Bt, h, nc, B, L + G), (Bt, h, nc, B)
+            probs, share = softmax_with_sink(scores, sinks, inplace=True)  # (Bt, h, nc, B, G + L), (Bt, h, nc, B)
             del scores
             if share is not None and need_weights:
                 sink[:, :, c0:c1] = share
             p = probs.to(v.dtype)
-            torch.matmul(p[..., :L], vp[:, :, rows].unfold(2, L, B).transpose(-1, -2), out=out[:, :, c0:c1])
+            torch.matmul(p[..., G:], vp[:, :, rows].unfold(2, L, B).transpose(-1, -2), out=obuf[:, :, :nc])
+            out[:, :, c0:c1] = obuf[:, :, :nc]
             if G:
-                gprobs[:, :, c0:c1] = p[..., L:]
+                gprobs[:, :, c0:c1] = p[..., :G]
         else:
             probs = scores.sub_(lse[:, :, c0:c1]).exp_()
         if need_weights:
-            s = probs.stride()  # band cell (r, c) is window cell (r, r + c)
+            s = probs.stride()  # band cell (r, c) is window cell (r, G + r + c)
             band[:, :, c0:c1, :, :width] = probs.as_strided((Bt, h, nc, B, width), (s[0], s[1], s[2], s[3] + 1, 1),
-                                                            probs.storage_offset())
-            to_global[:, :, c0:c1] = probs[..., L:]
+                                                            probs.storage_offset() + G)
+            to_global[:, :, c0:c1] = probs[..., :G]
             if all(all_rows[c0:c1]):
-                col = probs[..., :L].sum(-2)  # (Bt, h, nc, L)
+                col = probs[..., G:].sum(-2)  # (Bt, h, nc, L)
             else:
-                col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., :L])[..., 0, :]
+                col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., G:])[..., 0, :]
             received.index_add_(2, window_keys[c0:c1].flatten(), col.flatten(2))  # overlapping windows add up
     if out is not None:
         out = out.view(Bt, h, mp, hd)
