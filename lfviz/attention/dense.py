@@ -1,11 +1,16 @@
 """Full attention without n x n storage: the path `banded.banded_attention` takes when the window covers the text
 (no dilation) and no weights are wanted, e.g. the full-attention reference that fidelity compares against.
 
-On a GPU, PyTorch's fused scaled-dot-product attention; on the CPU, query chunks of a plain softmax(q k^T) v (on 2
-cores, 12 heads of 32 over 3,921 tokens: 0.71 s against 0.98 s for the CPU's SDPA and 1.7 s for the blocked kernel
-at a window that covers the text). Memory: one chunk's (H, C, n) scores.
-`observe(observer)`: the probabilities of every chunk, handed to an analysis while the run uses them (fidelity's
-attention from beyond the window, computed inside the full-attention reference run instead of a second pass).
+Fast path: PyTorch's fused scaled-dot-product attention (on the CPU its flash kernel, in fp32: on 2 cores, 12
+heads of 32 over 3,921 tokens, 0.17 s against 0.88 s for query chunks of a plain softmax(q k^T) v; bf16 inputs
+are slower there, so they are upcast as the plain path does). It has neither softcaps nor sinks, and gives no
+probabilities: those cases, and a run inside `observe` that wants the probabilities, take query chunks of a plain
+softmax(q k^T) v (memory: one chunk's (H, C, n) scores). Padding keys are left out (or masked where the causal
+mask would shift).
+`observe(observer, rows=)`: what an analysis of the probabilities needs, handed over while the run computes them
+(fidelity's attention from beyond the window, inside the full-attention reference run instead of a second pass):
+each chunk's probabilities on the plain path, or, where the flash kernel applies, the queries, keys and each
+query's log-sum-exp (from which any probability is one dot product: exp(scale q_i . k_j - lse_i)).
 Checked against `reference.reference_attention` (tests/attention/test_dense.py).
 """
 from __future__ import annotations
@@ -21,23 +26,32 @@ from .logits import soft_cap, softmax_with_sink
 
 CHUNK_BYTES = 32 * 2**20  # fp32 scores per query chunk on the CPU
 _local = threading.local()
+# the CPU flash kernel with each row's log-sum-exp (PyTorch >= 2.2; without it `observe` takes the plain path)
+_flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
-Observer = Callable[[int, int, torch.Tensor], None]
+Observer = Callable[[int, int, torch.Tensor], None]  # (s, e, probs (H, e - s, n))
+RowsObserver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, bool], None]  # (q, k, lse, scale, causal)
 
 
 @contextmanager
-def observe(observer: Observer) -> Iterator[None]:
-    """Until the block ends, every `dense_attention` call of this thread hands each query chunk's probabilities to
-    `observer(s, e, probs)` before multiplying them by the values: probs (H, e - s, n) fp32, queries s..e-1 over
-    every key (0 where masked; with sinks, a row sums to 1 minus its sink share). The observer must not change
-    probs. Inside the block the chunked softmax runs on a GPU too (SDPA does not give its probabilities).
-    Only the calling thread's runs reach the observer: the app's other sessions share the model."""
-    previous = getattr(_local, "observer", None)
-    _local.observer = observer
+def observe(observer: Observer, rows: RowsObserver | None = None) -> Iterator[None]:
+    """Until the block ends, every `dense_attention` call of this thread hands what it computes to an analysis:
+
+    - `rows(q, k, lse, scale, causal)` once per call where the CPU flash kernel applies (no softcap, no sinks, no
+      padding) and `rows` is given: q, k (H, n, hd) as passed in, lse (H, n) fp32 each query's log-sum-exp of
+      scale * q . k over its keys (those at or before it when causal). The probability of key j for query i is
+      exp(scale * q_i . k_j - lse_i). The run stays on the flash kernel.
+    - else `observer(s, e, probs)` for each query chunk, before multiplying it by the values: probs (H, e - s, n)
+      fp32, queries s..e-1 over every key (0 where masked; with sinks, a row sums to 1 minus its sink share).
+      Then the chunked softmax runs (on a GPU too: SDPA does not give its probabilities).
+    Observers must not change what they are given. Only the calling thread's runs reach them: the app's other
+    sessions share the model."""
+    previous = getattr(_local, "observer", None), getattr(_local, "rows", None)
+    _local.observer, _local.rows = observer, rows
     try:
         yield
     finally:
-        _local.observer = previous
+        _local.observer, _local.rows = previous
 
 
 def is_full(one_sided: int, dilation, n: int) -> bool:
@@ -52,18 +66,48 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: to
 
     q, k, v: (H, n, hd); valid: (n,) bool or None. Returns (H, n, hd) in q's dtype. Rows of padding queries are
     whatever the softmax gives: the caller zeroes them (as `banded_attention` does).
-    softcap, sinks (H,): see `logits.py` (then the chunked softmax runs on the GPU too: SDPA has neither).
-    Inside `observe(observer)`: each chunk's probabilities go to the observer too."""
+    softcap, sinks (H,): see `logits.py` (then the chunked softmax runs: SDPA has neither).
+    Inside `observe(observer, rows)`: see there."""
+    observer, rows = getattr(_local, "observer", None), getattr(_local, "rows", None)
+    if softcap is None and sinks is None:
+        if rows is not None and valid is None and q.device.type == "cpu" and _flash_cpu is not None:
+            out, lse = _flash_cpu(q[None].float(), k[None].float(), v[None].float(), is_causal=causal, scale=scale)
+            rows(q, k, lse[0], scale, causal)
+            return out[0].to(q.dtype)
+        if observer is None:
+            return _fused(q, k, v, valid, causal, scale)
+    return _chunked(q, k, v, valid, causal, scale, softcap, sinks, observer)
+
+
+def _fused(q, k, v, valid, causal: bool, scale: float) -> torch.Tensor:
+    """`dense_attention` by `F.scaled_dot_product_attention` (no softcap, no sinks). Padding keys are dropped
+    (non-causal, or a causal run padded at the end: the top-left causal mask of the kept keys is then the same);
+    a causal run padded elsewhere passes the mask (slower, same result)."""
     H, n, hd = q.shape
-    observer = getattr(_local, "observer", None)
-    if q.device.type == "cuda" and softcap is None and sinks is None and observer is None:
-        mask = None
-        if valid is not None:
-            mask = valid.view(1, 1, n)
-            if causal:
-                mask = mask & torch.ones(n, n, dtype=torch.bool, device=q.device).tril().view(1, n, n)
-        return F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=None if mask is None else mask[None],
-                                              is_causal=causal and mask is None, scale=scale)[0]
+    dtype = q.dtype
+    if q.device.type == "cpu":  # the CPU kernel is fastest in fp32; the plain path computes in fp32 too
+        q, k, v = q.float(), k.float(), v.float()
+    mask = None
+    if valid is not None:
+        kept = int(valid.sum())
+        if kept == 0:  # every query is padding (the caller zeroes them)
+            return torch.zeros_like(q, dtype=dtype)
+        if causal and bool(valid[:kept].all()):  # padded at the end: keep the prefix
+            k, v = k[:, :kept], v[:, :kept]
+        elif not causal:
+            index = valid.nonzero()[:, 0]
+            k, v = k.index_select(1, index), v.index_select(1, index)
+        else:
+            mask = valid.view(1, n) & torch.ones(n, n, dtype=torch.bool, device=q.device).tril()  # (n, n)
+    mask = None if mask is None else mask[None, None]
+    out = F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask, is_causal=causal and mask is None,
+                                         scale=scale)[0]
+    return out.to(dtype)
+
+
+def _chunked(q, k, v, valid, causal: bool, scale: float, softcap, sinks, observer) -> torch.Tensor:
+    """`dense_attention` in query chunks of a plain softmax, each chunk's probabilities to `observer` if any."""
+    H, n, hd = q.shape
     out = torch.empty_like(q)
     kt = k.float().transpose(1, 2)  # (H, hd, n)
     vf = v.float()

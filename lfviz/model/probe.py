@@ -7,6 +7,8 @@ statistics (e.g. what full attention gives to keys a window cannot reach) withou
 Only the calling thread's runs reach the probe: the app's other sessions share the model and run on.
 Encoders: the local projections (what non-global queries and every key use). Causal LMs: after RoPE, with each
 key/value head repeated for its query heads, and the model's softcap and sinks passed as `softcap=`, `sinks=`.
+`lazy=True`: q and k come as functions of no argument that give them: an encoder projects them again only when
+they are asked for (a probe that gets them elsewhere, e.g. from `dense.observe`, saves two projections a layer).
 """
 from __future__ import annotations
 
@@ -23,10 +25,12 @@ Probe = Callable[[int, torch.Tensor, torch.Tensor, float], None]
 
 
 @contextmanager
-def probe_queries_keys(runner, probe: Probe) -> Iterator[None]:
-    """Call `probe(layer, q, k, scale)` once per layer of every run this thread makes inside the block."""
+def probe_queries_keys(runner, probe: Probe, lazy: bool = False) -> Iterator[None]:
+    """Call `probe(layer, q, k, scale)` once per layer of every run this thread makes inside the block (lazy: q and
+    k as functions that give them, see above)."""
     if getattr(runner, "causal", False):
-        with query_key_probe(probe):
+        given = (lambda layer, q, k, scale, **kw: probe(layer, lambda: q, lambda: k, scale, **kw)) if lazy else probe
+        with query_key_probe(given):
             yield
         return
     me = threading.get_ident()
@@ -35,8 +39,8 @@ def probe_queries_keys(runner, probe: Probe) -> Iterator[None]:
         if threading.get_ident() != me:
             return  # another session's run on the shared model
         hidden = args[0] if args else kwargs["hidden"]
-        q, k = module._heads(module.query(hidden)), module._heads(module.key(hidden))
-        probe(module.layer_idx, q, k, module.head_dim ** -0.5)
+        q, k = (lambda: module._heads(module.query(hidden))), (lambda: module._heads(module.key(hidden)))
+        probe(module.layer_idx, *((q, k) if lazy else (q(), k())), module.head_dim ** -0.5)
 
     with _HOOK_LOCK:
         handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in runner.encoder.attention_modules()]

@@ -1,7 +1,8 @@
-"""The attention from beyond the window (`fidelity.attention_from_afar`) comes from the probabilities the reference
-run computes anyway (one pass over the scores) where that run takes the dense path, and from a second pass over the
-layer's queries and keys elsewhere: both ways give the same sums, for encoders and causal LMs, dilated windows,
-softcaps (Gemma 2) and sinks (gpt-oss) on a native pattern that mixes full and windowed layers."""
+"""The attention from beyond the window (`fidelity.attention_from_afar`) comes from what the reference run computes
+anyway where that run takes the dense path (each query's log-sum-exp on its flash path, the probabilities where a
+softcap or sinks keep it on the chunked softmax), and from a second pass over the layer's queries and keys
+elsewhere: every way gives the same sums, for encoders and causal LMs, dilated windows, softcaps (Gemma 2) and sinks
+(gpt-oss) on a native pattern that mixes full and windowed layers, and Gemma 3's full layers."""
 import numpy as np
 import pytest
 import torch
@@ -15,13 +16,16 @@ TEXT = ("The harbour keeper lit the lamp at dusk. Ships came in from the north. 
         "the log, and the log went to the town hall every spring. Nobody read it until the flood. ") * 3
 
 
-def far_sums(monkeypatch, runner, text, config, fused):
-    """(far (n,), layers done from the run's own probabilities, layers scored again)."""
+def far_sums(monkeypatch, runner, text, config, fused, rows=None):
+    """(far (n,), layers done from the run itself, layers scored again); rows: a list that gets the layers done
+    from the log-sum-exp (the flash path)."""
     made = []
     real = fidelity._FarSums
     monkeypatch.setattr(fidelity, "_FarSums", lambda *a, **kw: made.append(real(*a, **kw)) or made[-1])
     _, far = fidelity.attention_from_afar(runner, text, config, fused=fused)
     monkeypatch.setattr(fidelity, "_FarSums", real)
+    if rows is not None:
+        rows.extend(made[0].from_rows)
     return far, made[0].fused, made[0].two_passes
 
 
@@ -32,12 +36,44 @@ def test_far_sums_come_from_the_reference_run_itself(monkeypatch, embedded, tiny
         L, H = runner.num_layers, runner.num_heads
         config = (AttentionConfig(window=[4, 16] * (L // 2), dilation=[1, [1, 2, 2, 3] * (H // 4)] * (L // 2))
                   if dilated else AttentionConfig(window=8))
-        fused, done, again = far_sums(monkeypatch, runner, TEXT, config, fused=True)
+        rows = []
+        fused, done, again = far_sums(monkeypatch, runner, TEXT, config, fused=True, rows=rows)
         two_pass, done_before, again_before = far_sums(monkeypatch, runner, TEXT, config, fused=False)
         assert done == list(range(L)) and again == []  # every layer of full attention: no second pass
+        assert rows == list(range(L))  # from the flash path's log-sum-exp
         assert done_before == [] and again_before == list(range(L))
         np.testing.assert_allclose(fused, two_pass, rtol=1e-5, atol=1e-6)
         assert fused.max() > 0.01
+
+
+def test_keys_that_only_the_band_reaches_get_exactly_nothing_from_afar(monkeypatch, embedded, tiny_causal):
+    """Where every query that sees a key is in the band (a window covering most of the text; causal: the last
+    keys), the sum is exactly 0 on every path, not the rounding left by subtracting the band from the column."""
+    for runner in (embedded, tiny_causal):
+        n = len(runner.tokenize(TEXT).input_ids)
+        config = AttentionConfig(window=2 * (n - 20))  # one_sided n - 20: keys 19..n-20 see every query
+        fused, _, _ = far_sums(monkeypatch, runner, TEXT, config, fused=True)
+        two_pass, _, _ = far_sums(monkeypatch, runner, TEXT, config, fused=False)
+        zero = two_pass == 0
+        assert zero.sum() >= (20 if runner.causal else n - 40)
+        assert (fused[zero] == 0).all() and (fused[~zero] > 0).all()
+        np.testing.assert_allclose(fused, two_pass, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("spread", [5.0, 200.0])  # 200: past what the values can carry, -lse in the exponent
+def test_column_sums_are_the_probabilities_summed_over_queries(causal, spread):
+    g = torch.Generator().manual_seed(1)
+    H, n, hd = 3, 57, 8
+    qs, k = torch.randn(H, n, hd, generator=g), torch.randn(H, n, hd, generator=g)
+    qs[:, 7] *= spread  # one query whose log-sum-exp stands far from the others'
+    scores = qs @ k.transpose(1, 2)
+    if causal:
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    lse = scores.logsumexp(-1)
+    assert float((lse.max(1).values - lse.min(1).values).max()) > (128 if spread > 100 else 0)
+    want = scores.double().softmax(-1).sum(1)  # (H, n)
+    torch.testing.assert_close(fidelity.column_sums(qs, k, lse, causal).double(), want, rtol=2e-5, atol=1e-6)
 
 
 SIZES = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
@@ -68,8 +104,22 @@ def test_softcaps_and_sinks_on_a_native_pattern_of_full_and_windowed_layers(monk
     r = native_runner(kind, bert_tokenizer)
     assert r.trained_sparse
     config = AttentionConfig(window=4)
-    fused, done, again = far_sums(monkeypatch, r, TEXT, config, fused=True)
+    rows = []
+    fused, done, again = far_sums(monkeypatch, r, TEXT, config, fused=True, rows=rows)
     two_pass, _, _ = far_sums(monkeypatch, r, TEXT, config, fused=False)
     assert done == [1] and again == [0]  # the full layer from the run, the windowed one scored again
+    assert rows == []  # its softcap or sinks keep the full layer on the chunked softmax: from its probabilities
+    np.testing.assert_allclose(fused, two_pass, rtol=1e-5, atol=1e-6)
+    assert fused.max() > 0.01
+
+
+def test_gemma3_full_layers_come_from_the_flash_path(monkeypatch, tiny_gemma3):
+    """Gemma 3 (trained sparse, no softcap): its native reference's full layers take the flash path and hand over
+    their log-sum-exp, its sliding layers are scored again."""
+    config = AttentionConfig(window=4)
+    rows = []
+    fused, done, again = far_sums(monkeypatch, tiny_gemma3, TEXT, config, fused=True, rows=rows)
+    two_pass, _, _ = far_sums(monkeypatch, tiny_gemma3, TEXT, config, fused=False)
+    assert done == rows == [2, 5] and again == [0, 1, 3, 4]
     np.testing.assert_allclose(fused, two_pass, rtol=1e-5, atol=1e-6)
     assert fused.max() > 0.01
