@@ -10,7 +10,8 @@ the projections but no attention (the kernel replaced by handing the queries bac
 and with capture off.
 
 --against REV also times lfviz with the blocked kernel (`lfviz/attention/blocked.py`) as it was at git revision REV,
-in the same loop: the kernel's before/after on the whole run, in one process.
+in the same loop: the kernel's before/after on the whole run, in one process. With --plain-linear that arm also
+runs the encoder's dense layers through their own modules (MKL's sgemm), as before `attention/linear.py`.
 
     .venv/bin/python bench/cpu_bench.py [--tokens 4096] [--repeat 3] [--threads N] [--breakdown] [--against REV]
 """
@@ -97,6 +98,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument("--breakdown", action="store_true", help="also time lfviz with parts taken away")
     ap.add_argument("--against", metavar="REV", help="also time lfviz with the blocked kernel of git revision REV")
+    ap.add_argument("--plain-linear", action="store_true",
+                    help="with --against: that arm's encoder dense layers through their modules, not oneDNN")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,15 +143,18 @@ def main():
              "no global": lambda: runner.run(input_ids=ids, config=no_global, capture=False)} if args.breakdown else {}
     if args.against:
         from lfviz.attention import banded
+        from lfviz.model import encoder
 
         old = kernel_at(args.against)
+        plain = (lambda x, lin: lin(x)) if args.plain_linear else encoder.linear
 
         def at_rev(capture):
-            with replaced(banded, "blocked_local", old.blocked_local):
+            with replaced(banded, "blocked_local", old.blocked_local), replaced(encoder, "linear", plain):
                 return run_lfviz(capture)
 
-        parts[f"kernel at {args.against}, capture on"] = lambda: at_rev(True)
-        parts[f"kernel at {args.against}, capture off"] = lambda: at_rev(False)
+        arm = f"kernel at {args.against}" + (" + plain linear" if args.plain_linear else "")
+        parts[f"{arm}, capture on"] = lambda: at_rev(True)
+        parts[f"{arm}, capture off"] = lambda: at_rev(False)
     run_hf(), run_lfviz(), run_dense()  # warm-up
     for call in parts.values():
         call()

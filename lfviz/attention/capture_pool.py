@@ -6,8 +6,9 @@ same bytes into memory already touched). This pool keeps the slabs of earlier ca
 once nothing outside the pool refers to it any more (the run's result was dropped); otherwise it maps a new one.
 
 - Only CPU tensors of at least `MIN_BYTES` come from here; smaller ones are plain `torch.empty`.
-- A tensor from the pool is an ordinary tensor over an anonymous mmap slab (`torch.frombuffer`): while any tensor,
-  view or NumPy array of it lives, its storage holds the slab, and the slab is never handed out again.
+- A tensor from the pool is an ordinary tensor over an anonymous mmap slab (`torch.frombuffer` of a memoryview):
+  while any tensor, view or NumPy array of it lives, its storage holds the memoryview, and the slab is not handed
+  out again.
 - Slabs nobody uses are kept up to `IDLE_LIMIT` bytes in all (the oldest dropped first); `release()` drops them.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 MIN_BYTES = 8 << 20  # smaller tensors come from the ordinary allocator (their pages are reused anyway)
 IDLE_LIMIT = 1 << 30  # bytes of unused slabs kept for the next runs
 _GRAIN = 1 << 20  # slab sizes are rounded up to this, so slightly different lengths can share slabs
-_SLACK = 1.25  # a slab is reused for a request of at least 1 / _SLACK of its size
+_SLACK = 1.25  # a slab is reused for a request of at least 1 / _SLACK of its (rounded) size
 
 _lock = threading.Lock()
 
@@ -60,13 +61,14 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str
     nbytes = numel * torch.empty((), dtype=dtype).element_size()
     if device.type != "cpu" or nbytes < MIN_BYTES:
         return torch.empty(shape, dtype=dtype, device=device)
+    size = -(-nbytes // _GRAIN) * _GRAIN
     with _lock:
-        fits = [s for s in _slabs if nbytes <= s.size <= nbytes * _SLACK and not s.in_use()]
+        fits = [s for s in _slabs if size <= s.size <= size * _SLACK and not s.in_use()]
         if fits:
             slab = min(fits, key=lambda s: s.size)
             _slabs.remove(slab)
         else:
-            slab = _Slab(-(-nbytes // _GRAIN) * _GRAIN)
+            slab = _Slab(size)
         _slabs.append(slab)
         out = slab.tensor(shape, dtype, numel)
         extra = sum(s.size for s in _slabs if not s.in_use()) - IDLE_LIMIT

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..attention.linear import linear
 from ..attention.self_attention import BandedSelfAttention
 from ..config import LayerSpec
 
@@ -28,8 +29,14 @@ class EncoderLayer(nn.Module):
                                     need_weights=need_weights, capture=capture,
                                     weights_dtype=capture.dtype if capture is not None else torch.float32,
                                     impl=impl)
-        attn = self.attention_output(context, hidden)
-        return self.output(self.intermediate(attn), attn)
+        ao, inter, o = self.attention_output, self.intermediate, self.output
+        if ao.training or o.training or torch.is_grad_enabled():  # HF's modules as they are (dropout, autograd)
+            attn = ao(context, hidden)
+            return o(inter(attn), attn)
+        # HF's LongformerSelfOutput, Intermediate and Output in eval mode (dropout: identity), their dense layers
+        # through oneDNN where it runs (`attention.linear`: 2-3x MKL's sgemm on AMD CPUs)
+        attn = ao.LayerNorm(linear(context, ao.dense) + hidden)
+        return o.LayerNorm(linear(inter.intermediate_act_fn(linear(attn, inter.dense)), o.dense) + attn)
 
 
 @dataclass

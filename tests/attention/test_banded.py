@@ -296,3 +296,53 @@ def test_blocked_kernel_causal_on_its_own(monkeypatch):
     torch.testing.assert_close(out, ref_out, atol=TOL, rtol=0)
     torch.testing.assert_close(band, ref.band[..., :7], atol=TOL, rtol=0)
     torch.testing.assert_close(rec, ref_probs.sum(1), atol=TOL, rtol=0)
+
+
+def test_capture_pool_hands_out_a_band_again_only_once_dropped(monkeypatch):
+    # captured bands come from reused slabs (capture_pool): a dropped run's slab serves the next run, a held one is
+    # never written again; the weights are the reference's either way
+    from lfviz.attention import capture_pool
+
+    monkeypatch.setattr(capture_pool, "MIN_BYTES", 1)
+    capture_pool.release()
+    for seed in range(2):  # equal to the reference, bands from the pool (the second run's from the first's slab)
+        check(300, 40, [1, 1, 1], (0,), seed=seed)
+    assert capture_pool.release() > 0 and capture_pool.stats()["slabs"] == 0
+
+    def band(seed):
+        g = torch.Generator().manual_seed(seed)
+        q, k, v = (torch.randn(3, 300, 8, generator=g) for _ in range(3))
+        return banded_attention(q, k, v, LayerSpec(40, (1, 1, 1)), (), None, need_weights=True,
+                                impl="blocked")[1].band
+
+    first = band(0)
+    ptr = first.data_ptr()
+    del first
+    held = band(1)
+    assert held.data_ptr() == ptr  # the dropped slab, handed out again
+    kept = held.clone()
+    other = band(2)
+    assert other.data_ptr() != ptr and not torch.equal(other, kept)
+    assert torch.equal(held, kept)  # the held band was not overwritten
+    slabs = capture_pool.stats()["slabs"]
+    del held, other, kept
+    assert capture_pool.stats()["idle_bytes"] == capture_pool.stats()["bytes"] > 0
+    assert capture_pool.release() > 0 and capture_pool.stats()["slabs"] == 0 < slabs
+
+
+@pytest.mark.parametrize("shape", [(4096, 384), (1, 384), (3, 5, 384)])
+def test_onednn_linear_equals_the_module(shape):
+    # the encoder's dense layers through oneDNN (attention/linear.py) give the module's answer to fp32 rounding
+    from lfviz.attention.linear import linear
+
+    g = torch.Generator().manual_seed(5)
+    lin = torch.nn.Linear(384, 1536)
+    x = torch.randn(*shape, generator=g)
+    with torch.inference_mode():
+        got = linear(x, lin)
+    ref = torch.nn.functional.linear(x.double(), lin.weight.double(), lin.bias.double())
+    assert got.dtype == torch.float32 and got.shape == (*shape[:-1], 1536)
+    torch.testing.assert_close(got.double(), ref, atol=1e-5, rtol=0)
+    x.requires_grad_(True)  # under autograd: the module's own forward, gradients flow
+    linear(x, lin).sum().backward()
+    assert x.grad is not None
