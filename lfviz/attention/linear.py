@@ -9,6 +9,7 @@ additions differs (the results agree to fp32 rounding, tests/attention/test_band
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -19,12 +20,14 @@ def _onednn_available() -> bool:
 ONEDNN = _onednn_available()
 
 
-def linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
-    """lin(x) for x (..., in): through oneDNN for an fp32 CPU input outside autograd (no hooks of `lin` run: it is
-    used as weights only), else lin's own forward."""
+def linear(x: torch.Tensor, lin: nn.Linear, gelu: bool = False) -> torch.Tensor:
+    """lin(x) for x (..., in), then the exact (erf) GELU if `gelu`: through oneDNN for an fp32 CPU input outside
+    autograd (the GELU fused into the product: no second pass over the output; no hooks of `lin` run: it is used
+    as weights only), else lin's own forward and `F.gelu`."""
     w = lin.weight
     if (ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
             and not torch.is_grad_enabled() and x.dim() >= 2 and type(lin) is nn.Linear):
+        if gelu:
+            return torch.ops.mkldnn._linear_pointwise(x, w, lin.bias, "gelu", [None], "none")  # "none": erf
         return torch.ops.mkldnn._linear_pointwise(x, w, lin.bias, "none", [None], "")
-    return lin(x)
-
+    return F.gelu(lin(x)) if gelu else lin(x)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..attention.linear import linear
@@ -36,7 +37,12 @@ class EncoderLayer(nn.Module):
         # HF's LongformerSelfOutput, Intermediate and Output in eval mode (dropout: identity), their dense layers
         # through oneDNN where it runs (`attention.linear`: 2-3x MKL's sgemm on AMD CPUs)
         attn = ao.LayerNorm(linear(context, ao.dense) + hidden)
-        return o.LayerNorm(linear(inter.intermediate_act_fn(linear(attn, inter.dense)), o.dense) + attn)
+        act = inter.intermediate_act_fn
+        if getattr(act, "act", None) is F.gelu:  # HF's GELUActivation (exact GELU): fused into the product
+            mid = linear(attn, inter.dense, gelu=True)
+        else:
+            mid = act(linear(attn, inter.dense))
+        return o.LayerNorm(linear(mid, o.dense) + attn)
 
 
 @dataclass

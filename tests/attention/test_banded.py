@@ -330,19 +330,22 @@ def test_capture_pool_hands_out_a_band_again_only_once_dropped(monkeypatch):
     assert capture_pool.release() > 0 and capture_pool.stats()["slabs"] == 0 < slabs
 
 
+@pytest.mark.parametrize("gelu", [False, True])
 @pytest.mark.parametrize("shape", [(4096, 384), (1, 384), (3, 5, 384)])
-def test_onednn_linear_equals_the_module(shape):
-    # the encoder's dense layers through oneDNN (attention/linear.py) give the module's answer to fp32 rounding
+def test_onednn_linear_equals_the_module(shape, gelu):
+    # the encoder's dense layers through oneDNN (attention/linear.py), the exact GELU fused or not, give the
+    # module's answer to fp32 rounding
     from lfviz.attention.linear import linear
 
     g = torch.Generator().manual_seed(5)
     lin = torch.nn.Linear(384, 1536)
     x = torch.randn(*shape, generator=g)
     with torch.inference_mode():
-        got = linear(x, lin)
+        got = linear(x, lin, gelu)
     ref = torch.nn.functional.linear(x.double(), lin.weight.double(), lin.bias.double())
+    ref = torch.nn.functional.gelu(ref) if gelu else ref
     assert got.dtype == torch.float32 and got.shape == (*shape[:-1], 1536)
     torch.testing.assert_close(got.double(), ref, atol=1e-5, rtol=0)
     x.requires_grad_(True)  # under autograd: the module's own forward, gradients flow
-    linear(x, lin).sum().backward()
+    linear(x, lin, gelu).sum().backward()
     assert x.grad is not None
