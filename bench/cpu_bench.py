@@ -11,7 +11,8 @@ and with capture off.
 
 --against REV also times lfviz with the blocked kernel (`lfviz/attention/blocked.py`) as it was at git revision REV,
 in the same loop: the kernel's before/after on the whole run, in one process. With --plain-linear that arm also
-runs the encoder's dense layers through their own modules (MKL's sgemm), as before `attention/linear.py`.
+runs the encoder's dense layers (and the q/k/v projections, where they use it) through their own modules (MKL's
+sgemm) instead of `attention/linear.py`'s oneDNN product: before/after of issue 23's third pass.
 
     .venv/bin/python bench/cpu_bench.py [--tokens 4096] [--repeat 3] [--threads N] [--breakdown] [--against REV]
 """
@@ -23,7 +24,7 @@ import platform
 import subprocess
 import time
 import types
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -146,10 +147,14 @@ def main():
         from lfviz.model import encoder
 
         old = kernel_at(args.against)
-        plain = (lambda x, lin: lin(x)) if args.plain_linear else encoder.linear
+        def plain(x, lin, gelu=False):  # the modules' own forward (MKL's sgemm), the GELU a second pass
+            return torch.nn.functional.gelu(lin(x)) if gelu else lin(x)
+
+        plain = plain if args.plain_linear else encoder.linear
 
         def at_rev(capture):
-            with replaced(banded, "blocked_local", old.blocked_local), replaced(encoder, "linear", plain):
+            qkv = replaced(self_attention, "linear", plain) if hasattr(self_attention, "linear") else nullcontext()
+            with replaced(banded, "blocked_local", old.blocked_local), replaced(encoder, "linear", plain), qkv:
                 return run_lfviz(capture)
 
         arm = f"kernel at {args.against}" + (" + plain linear" if args.plain_linear else "")
