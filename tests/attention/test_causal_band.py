@@ -106,3 +106,22 @@ def test_property_random_configs(n, half, d, groups, data):
     gt = data.draw(st.lists(st.integers(0, max(real - 1, 0)), max_size=4, unique=True)) if real else []
     check(n, 2 * half, d, groups[0], groups[1], tuple(gt), n_pad, data.draw(st.sampled_from([None, 1, 3, 16])),
           sinks=data.draw(st.booleans()), seed=n)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_blocks_shared_between_threads(monkeypatch, workers):
+    # the query blocks cut into ranges, each run on its own pool thread: the same output and weights
+    monkeypatch.setattr(kernel, "WORKERS", workers)
+    check(203, 20, global_tokens=(0, 1), block=8, sinks=True)
+    check(37, 200, global_tokens=(0, 3), block=5, softcap=1.5)  # full causal attention: every block a first block
+    check(48, 10, global_tokens=(0, 40), n_pad=9, block=8)
+    check(53, 8, d=2, heads=9, kv_heads=3, block=4)
+
+
+@pytest.mark.parametrize("nb,first", [(1, 0), (1, 1), (3, 3), (7, 2), (64, 4), (40, 40)])
+@pytest.mark.parametrize("parts", [1, 2, 3, 5])
+def test_split_covers_every_block_once(nb, first, parts):
+    ranges = kernel._split(nb, first, 4, 12, parts)
+    assert len(ranges) == min(parts, nb)
+    assert ranges[0][0] == 0 and ranges[-1][1] == nb
+    assert all(b0 < b1 for b0, b1 in ranges) and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
