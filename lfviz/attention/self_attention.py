@@ -13,6 +13,7 @@ from . import sparse
 from .banded import GlobalProjections, banded_attention
 from .indexing import positions
 from .layout import AttentionWeights
+from .linear import linear
 
 
 class BandedSelfAttention(nn.Module):
@@ -49,7 +50,7 @@ class BandedSelfAttention(nn.Module):
         impl: which kernel computes the band ("auto", "blocked", "flex"; see `banded.banded_attention`).
         """
         n, D = hidden.shape
-        q, k, v = self._heads(self.query(hidden)), self._heads(self.key(hidden)), self._heads(self.value(hidden))
+        q, k, v = (self._heads(linear(hidden, lin)) for lin in (self.query, self.key, self.value))
         if sparse.active() is not None:  # another pattern (BigBird, LSH) on the same weights: no capture
             return sparse.run_active(self.layer_idx, q, k, v).transpose(0, 1).reshape(n, D), None
         qg = kg = vg = None

@@ -66,7 +66,8 @@ def test_capture_options(embedded):
     assert some.capture.captured_layers == [0, 5] and some.capture.band(0).dtype == torch.float16
     full = embedded.run(DOC)
     torch.testing.assert_close(some.capture.band(5).float(), full.capture.band(5), atol=1e-3, rtol=0)
-    torch.testing.assert_close(off.last_hidden_state, full.last_hidden_state, atol=1e-6, rtol=0)
+    # capture off may take another exact kernel (fused SDPA when the window covers the text): fp32 rounding
+    torch.testing.assert_close(off.last_hidden_state, full.last_hidden_state, atol=1e-5, rtol=0)
 
 
 def test_input_ids_path_equals_text_path(embedded):
