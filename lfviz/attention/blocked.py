@@ -5,12 +5,15 @@ Checked for equality against `reference.reference_attention` (tests/attention/te
 
 How it works:
 - Queries are cut into blocks of B rows; block b sees keys [b*B - w, b*B + B + w), a window of L = B + 2w keys
-  (a slice of the padded keys, no copy when a chunk is one block). Scores (B, L) per block are one batched matmul
-  written into a reused buffer; cells outside the band (relative offset beyond w: two B x B triangles) or at
-  padding/global keys are masked, the triangles alone where the window holds no such key. The global keys' scores
-  (made for every row at once) follow as G extra columns, so one softmax covers band + globals exactly as
-  Longformer defines it; their share of the output is added for every row at the end.
-- The band layout (W + 1 columns) is a strided view of the block scores: cell (r, c) is block cell (r, r + c).
+  (a slice of the padded keys, no copy when a chunk is one block). Scores (B, G + L) per block are one batched
+  matmul into a reused contiguous buffer (contiguous, so PyTorch's CPU bmm makes one batched BLAS call instead of
+  one per head): the window is taken G keys early, and those G columns, out of every row's band, are overwritten
+  by the global keys' scores (made for every row at once), so one softmax covers globals + band exactly as
+  Longformer defines it; the globals' share of the output is added for every row at the end. Cells outside the
+  band (relative offset beyond w: two B x B triangles) or at padding/global keys are masked, the triangles alone
+  where the window holds no such key.
+- The band layout (W + 1 columns) is a strided view of the block scores: cell (r, c) is block cell (r, G + r + c).
+  On the CPU it is written into reused memory (`capture_pool`): fresh pages would fault on the first write.
 - Dilation d: each residue class i mod d is run as an undilated band (`indexing.to_classes`).
 """
 from __future__ import annotations
