@@ -14,7 +14,8 @@ in the same loop: the kernel's before/after on the whole run, in one process. Wi
 runs the encoder's dense layers (and the q/k/v projections, where they use it) through their own modules (MKL's
 sgemm) instead of `attention/linear.py`'s oneDNN product: before/after of issue 23's third pass.
 
-    .venv/bin/python bench/cpu_bench.py [--tokens 4096] [--repeat 3] [--threads N] [--breakdown] [--against REV]
+    .venv/bin/python bench/cpu_bench.py [--tokens 4096] [--repeat 3] [--threads N] [--breakdown] [--against REV
+                                        [--plain-linear]]
 """
 from __future__ import annotations
 
