@@ -250,7 +250,7 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
         if should_stop is not None and should_stop():
             raise Stopped
         distinct = len({pos for _, pos in presets})
-        budget = search_runs(k, size, distinct) if runs is None else max(1, int(runs))  # size: the longest list
+        budget = search_runs(k, size, distinct, n) if runs is None else max(1, int(runs))  # size: the longest list
         tell(0, 1 + distinct + budget, "running the base configuration (no global tokens)")
         base_run = run(())
         measure.runs += 1
@@ -261,7 +261,7 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
             blind = (1 - F.cosine_similarity(full.last_hidden_state, base_run.last_hidden_state, dim=-1)).tolist()
         advice.shortlist = shortlist(far, t.tokens, t.offsets, text, t.question_tokens, base, size, blind, first)
         reasons = dict(advice.shortlist)
-        budget = search_runs(k, len(advice.shortlist), distinct) if runs is None else budget
+        budget = search_runs(k, len(advice.shortlist), distinct, n) if runs is None else budget
         filling = 1 if k > 1 and budget > 1 else 0  # the search's last run: the picks plus the best preset's
         every = advice.copied_every  # its restarts (and token 0) all carry the first position's embedding
         search = greedy(measure, advice.shortlist, estimate(advice.shortlist, far, blind), advice.base_gap, k,

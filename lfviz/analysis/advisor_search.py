@@ -14,8 +14,9 @@ A run of the whole document is what every number costs, so the search spends a f
    preset's other positions, thinned to the k - picks left. Relays (evenly spaced) and sinks (the first tokens) help
    as a group and little alone, so the steps above, which add the best candidates one group at a time, seldom
    find them; kept when it brings the run closer.
-The whole call (`advisor.iter_advice`: the base run, the presets, the search) spends at most `CALL_RUNS` runs; with
-its full-attention reference (about 4 plain passes on 3,921 tokens) that is about 15 plain forward passes' time.
+The whole call (`advisor.iter_advice`: the base run, the presets, the search) spends at most `call_runs` runs
+(`CALL_RUNS`, or `LONG_RUNS` on a long text); with its full-attention reference (about 4.5 plain passes on 3,921
+tokens, 1.5 for SmolLM2 on 1,024) that is at most about 15 plain forward passes' time.
 A placement measured once is never run again (`Measurer` keeps every measured gap by its positions), so a preset
 that equals a single (k = 1: the first token) costs nothing more.
 """
@@ -91,14 +92,23 @@ def step_sizes(picks: int) -> list[int]:
 
 
 CALL_RUNS = 11  # measured runs per advisor call at most: the base run, the presets and the search
+# Past LONG_TEXT tokens the full-attention reference costs more (n^2 against a run's n x window: MiniLM, 3,921
+# tokens, window 128: 4.5 plain passes), so a call with k > 1 spends LONG_RUNS (at k = 1 each run holds one global
+# token, the cheapest run, and each single screened is a possible answer: CALL_RUNS).
+LONG_TEXT, LONG_RUNS = 2048, 9
 
 
-def search_runs(k: int, candidates: int, presets: int = 3) -> int:
+def call_runs(n: int, k: int) -> int:
+    """The measured runs an advisor call on n tokens with budget k spends at most (the reference not counted)."""
+    return LONG_RUNS if n > LONG_TEXT and k > 1 else CALL_RUNS
+
+
+def search_runs(k: int, candidates: int, presets: int = 3, n: int = 0) -> int:
     """The runs the search spends at most (singles to screen, the growing steps, one retry, the fill): what
-    `CALL_RUNS` leaves after the base run and `presets` distinct preset runs, at least 3, never more than the
+    `call_runs(n, k)` leaves after the base run and `presets` distinct preset runs, at least 3, never more than the
     shortlist's singles plus its steps need."""
     need = candidates + len(step_sizes(k)) + (2 if k > 1 else 0)
-    return min(max(3, CALL_RUNS - 1 - presets), need)
+    return min(max(3, call_runs(n, k) - 1 - presets), need)
 
 
 def thin(positions, count: int) -> list[int]:
