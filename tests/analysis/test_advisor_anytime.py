@@ -4,8 +4,8 @@ and the runs stay within the search's budget whatever the shortlist's size."""
 import pytest
 
 from lfviz.analysis import advisor, fidelity
-from lfviz.analysis.advisor_search import (CALL_RUNS, LONG_RUNS, LONG_TEXT, Measurer, call_runs, fill, search_runs,
-                                          step_sizes, thin)
+from lfviz.analysis.advisor_search import (CALL_RUNS, LONG_K, LONG_RUNS, LONG_TEXT, Measurer, call_runs, fill,
+                                          search_runs, step_sizes, thin)
 from lfviz.config import AttentionConfig
 
 TEXT = ("The harbour keeper lit the lamp at dusk. Ships came in from the north. The keeper wrote each name in "
@@ -57,12 +57,12 @@ def test_runs_stay_within_the_search_budget(embedded):
     assert advisor.advise(embedded, TEXT, CFG, 16, size=32).runs <= CALL_RUNS
 
 
-def test_a_long_text_spends_fewer_runs_where_k_is_above_1():
-    """Past LONG_TEXT tokens the full-attention reference costs more, so a call with k > 1 spends LONG_RUNS; k = 1
-    (one global token a run, each single an answer) keeps CALL_RUNS."""
+def test_a_long_text_spends_fewer_runs_at_a_large_k():
+    """Past LONG_TEXT tokens the full-attention reference costs more, so a call with k >= LONG_K spends LONG_RUNS;
+    smaller k (k = 1: each single an answer; k = 4: the growing steps) keeps CALL_RUNS."""
     assert LONG_RUNS < CALL_RUNS
-    assert call_runs(LONG_TEXT, 16) == call_runs(LONG_TEXT + 1, 1) == CALL_RUNS
-    assert call_runs(LONG_TEXT + 1, 2) == call_runs(3921, 16) == LONG_RUNS
+    assert call_runs(LONG_TEXT, 16) == call_runs(LONG_TEXT + 1, 1) == call_runs(3921, 4) == CALL_RUNS
+    assert call_runs(LONG_TEXT + 1, LONG_K) == call_runs(3921, 16) == LONG_RUNS
     assert search_runs(16, 32, 3, 3921) == LONG_RUNS - 1 - 3 < search_runs(16, 32, 3, 1024) == CALL_RUNS - 1 - 3
     assert search_runs(1, 32, 2, 3921) == CALL_RUNS - 1 - 2
 
