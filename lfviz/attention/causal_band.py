@@ -36,8 +36,8 @@ from .logits import soft_cap, softmax_with_sink
 CHUNK_BYTES = 4 << 20
 # Threads that each run a share of the query blocks with one intra-op thread (None: torch.get_num_threads() from
 # PARALLEL_MIN_ROWS query rows up). 1: the caller's thread runs them all with its intra-op threads. On a loaded 2-core
-# machine 2 were steadier and faster (no intra-op barriers waiting on a descheduled thread), with one other job
-# running slower in the whole forward (2026-12-03, bench/README "Causal LM"): 1 until a quiet run says otherwise.
+# machine 2 were steadier and faster (no intra-op barriers waiting on a descheduled thread); quiet, slower (SmolLM2's
+# 30 layers: 0.54 vs 0.32 s; 2026-12-03, bench/README "Causal LM"): hence 1.
 WORKERS: int | None = 1
 PARALLEL_MIN_ROWS = 4096  # query rows (batch x heads x positions)
 _pools: dict[int, ThreadPoolExecutor] = {}
