@@ -232,7 +232,7 @@ def kernel_knobs(spec, global_tokens, repeat=15):
     """Layer 5 alone through `banded_attention` as `causal_lm` calls it, capture on in fp16: workers x CHUNK_BYTES."""
     q, k, v, scale = grabbed["q"], grabbed["k"], grabbed["v"], grabbed["scaling"]
     g = list(global_tokens)
-    knobs = list(dict.fromkeys((w, c) for w in (1, 2) for c in (causal_band.CHUNK_BYTES, 1 << 20)))
+    knobs = list(dict.fromkeys((w, c) for w in (1, 2) for c in (causal_band.CHUNK_BYTES, 1 << 20, 4 << 20)))
     saved = causal_band.WORKERS, causal_band.CHUNK_BYTES
     t = {knob: [] for knob in knobs}
     with torch.inference_mode():
