@@ -1,6 +1,8 @@
 """The fast kernels equal the dense reference built from the mask predicate: the blocked kernel (the CPU's) and
 the FlexAttention path (the GPU's; here uncompiled, so the mask function is applied to every pair and the
 log-sum-exp is returned: test_flex.py covers its block mask and the compiled kernel)."""
+import gc
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -304,10 +306,12 @@ def test_capture_pool_hands_out_a_band_again_only_once_dropped(monkeypatch):
     from lfviz.attention import capture_pool
 
     monkeypatch.setattr(capture_pool, "MIN_BYTES", 1)
+    gc.collect()
     capture_pool.release()
+    others = capture_pool.stats()["slabs"]  # slabs that earlier tests' live results (fixtures, caches) still hold
     for seed in range(2):  # equal to the reference, bands from the pool (the second run's from the first's slab)
         check(300, 40, [1, 1, 1], (0,), seed=seed)
-    assert capture_pool.release() > 0 and capture_pool.stats()["slabs"] == 0
+    assert capture_pool.release() > 0 and capture_pool.stats()["slabs"] == others
 
     def band(seed):
         g = torch.Generator().manual_seed(seed)
@@ -316,7 +320,7 @@ def test_capture_pool_hands_out_a_band_again_only_once_dropped(monkeypatch):
                                 impl="blocked")[1].band
 
     first = band(0)
-    ptr = first.data_ptr()
+    ptr, ptr_size = first.data_ptr(), first.numel() * first.element_size()
     del first
     held = band(1)
     assert held.data_ptr() == ptr  # the dropped slab, handed out again
@@ -324,10 +328,10 @@ def test_capture_pool_hands_out_a_band_again_only_once_dropped(monkeypatch):
     other = band(2)
     assert other.data_ptr() != ptr and not torch.equal(other, kept)
     assert torch.equal(held, kept)  # the held band was not overwritten
-    slabs = capture_pool.stats()["slabs"]
+    slabs, idle = capture_pool.stats()["slabs"], capture_pool.stats()["idle_bytes"]
     del held, other, kept
-    assert capture_pool.stats()["idle_bytes"] == capture_pool.stats()["bytes"] > 0
-    assert capture_pool.release() > 0 and capture_pool.stats()["slabs"] == 0 < slabs
+    assert capture_pool.stats()["idle_bytes"] >= idle + 2 * ptr_size > idle  # both bands' slabs idle once dropped
+    assert capture_pool.release() > 0 and capture_pool.stats()["slabs"] == others < slabs
 
 
 @pytest.mark.parametrize("gelu", [False, True])
