@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..attention import capture_pool
+
 
 def _libc():
     try:
@@ -91,8 +93,10 @@ def memory_meaning(device: torch.device) -> str:
 
 
 def trim() -> None:
-    """Hand memory that Python and torch freed back to the system (glibc's malloc_trim), so the process's RSS
-    follows what it holds rather than the most it ever held."""
+    """Hand memory that Python and torch freed back to the system (glibc's malloc_trim, and the capture pool's idle
+    slabs: up to `capture_pool.IDLE_LIMIT` of dropped runs' bands), so the process's RSS follows what it holds
+    rather than the most it ever held (the app's memory budget reads it)."""
+    capture_pool.release()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
