@@ -40,6 +40,10 @@ class BandedSelfAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (n, D) -> (H, n, hd)
         return x.view(x.shape[0], self.num_heads, self.head_dim).transpose(0, 1)
 
+    def project(self, hidden: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+        """hidden (n, D) through one of the local projections (query, key, value), as heads (H, n, hd)."""
+        return self._heads(linear(hidden, lin))
+
     def forward(self, hidden: torch.Tensor, spec: LayerSpec, global_tokens: tuple[int, ...] = (),
                 valid: torch.Tensor | None = None, need_weights: bool = False, capture=None,
                 weights_dtype: torch.dtype = torch.float32, impl: str = "auto"
@@ -50,7 +54,7 @@ class BandedSelfAttention(nn.Module):
         impl: which kernel computes the band ("auto", "blocked", "flex"; see `banded.banded_attention`).
         """
         n, D = hidden.shape
-        q, k, v = (self._heads(linear(hidden, lin)) for lin in (self.query, self.key, self.value))
+        q, k, v = (self.project(hidden, lin) for lin in (self.query, self.key, self.value))
         if sparse.active() is not None:  # another pattern (BigBird, LSH) on the same weights: no capture
             return sparse.run_active(self.layer_idx, q, k, v).transpose(0, 1).reshape(n, D), None
         qg = kg = vg = None

@@ -39,7 +39,7 @@ def probe_queries_keys(runner, probe: Probe, lazy: bool = False) -> Iterator[Non
         if threading.get_ident() != me:
             return  # another session's run on the shared model
         hidden = args[0] if args else kwargs["hidden"]
-        q, k = (lambda: module._heads(module.query(hidden))), (lambda: module._heads(module.key(hidden)))
+        q, k = (lambda: module.project(hidden, module.query)), (lambda: module.project(hidden, module.key))
         probe(module.layer_idx, *((q, k) if lazy else (q(), k())), module.head_dim ** -0.5)
 
     with _HOOK_LOCK:
