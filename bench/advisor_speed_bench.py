@@ -10,8 +10,8 @@ window:k; SmolLM2 reads the first --causal-tokens tokens, MiniLM the whole docum
         --cases embedded:contract:128:16,smollm2:contract:128:16 [--out bench/advisor_speed_results.json]
 
 Before and after in one process: --before REV measures the advisor as it was at git revision REV too (its
-advisor.py, advisor_search.py, fidelity.py and attention/dense.py, the last one in place of the working tree's
-while that arm runs), right before the working tree's, case by case, --arms times each (interleaved: before,
+advisor.py, advisor_search.py, fidelity.py, and attention/dense.py, blocked.py's band kernel and
+self_attention.py's forward in place of the working tree's while that arm runs), right before the working tree's, case by case, --arms times each (interleaved: before,
 after, before, ...). Older flags for the same: --advisor-file (and --search-file: the advisor_search.py it
 imports, and --two-pass: its reference's far-attention sums in a second pass over the scores, as before the dense
 observer), with the working tree's fidelity and dense.
@@ -82,15 +82,20 @@ def load_revision(rev: str):
         "from .advisor_search import", "from ._advisor_search_measured import").replace(
         "from .fidelity import", "from ._fidelity_measured import"))
     import lfviz.attention.banded as banded
+    from lfviz.attention.self_attention import BandedSelfAttention
+    blocked = load("_blocked_measured", None, show("lfviz/attention/blocked.py"), package="lfviz.attention")
+    attn = load("_self_attention_measured", None, show("lfviz/attention/self_attention.py"),
+                package="lfviz.attention")
 
     @contextlib.contextmanager
-    def in_place():
-        current = banded.dense_attention
-        banded.dense_attention = dense.dense_attention
+    def in_place():  # that revision's dense path, band kernel and self-attention forward in the model's modules
+        current = banded.dense_attention, banded.blocked_local, BandedSelfAttention.forward
+        banded.dense_attention, banded.blocked_local = dense.dense_attention, blocked.blocked_local
+        BandedSelfAttention.forward = attn.BandedSelfAttention.forward
         try:
             yield
         finally:
-            banded.dense_attention = current
+            banded.dense_attention, banded.blocked_local, BandedSelfAttention.forward = current
 
     assert fid.attention_from_afar is advisor.attention_from_afar
     return advisor.advise, in_place
@@ -131,13 +136,13 @@ def main():
         cfg = AttentionConfig(window=int(window))
         runner.run(text, config=cfg, question=question, capture=False)  # warm-up
         for version, advise_fn, in_place in [v for _ in range(args.arms) for v in versions]:
-            plain_before = plain_forward(runner, text, cfg, question, args.repeat)
-            loadavg = os.getloadavg()[0]
-            t = time.perf_counter()
-            with in_place():
+            with in_place():  # the plain passes too: each version's ratio is against its own kernels
+                plain_before = plain_forward(runner, text, cfg, question, args.repeat)
+                loadavg = os.getloadavg()[0]
+                t = time.perf_counter()
                 a = advise_fn(runner, text, cfg, int(k), question=question)
-            advise_s = time.perf_counter() - t
-            after = plain_forward(runner, text, cfg, question, args.repeat)
+                advise_s = time.perf_counter() - t
+                after = plain_forward(runner, text, cfg, question, args.repeat)
             plain = min(plain_before, after)
             best = min(a.presets, key=lambda r: r["gap"])
             row = {"model": model, "document": doc, "tokens": len(runner.tokenize(text, question).input_ids),

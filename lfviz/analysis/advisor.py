@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..config import AttentionConfig
 from .compare import loss_increase
 from .fidelity import attention_from_afar, default_objective, gap, reference_config, reference_name
-from .advisor_search import Measurer, Progress, Stopped, estimate, fill, greedy, search_runs
+from .advisor_search import Measurer, Progress, Stopped, estimate, extra_runs, fill, greedy, search_runs
 from .positions import copied_every, restart_note, restarts
 from .presets import preset_positions, sentence_starts
 
@@ -250,8 +250,9 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
         if should_stop is not None and should_stop():
             raise Stopped
         distinct = len({pos for _, pos in presets})
+        extra = extra_runs(n, k) if runs is None else 0  # more search runs where the picks still lose to a preset
         budget = search_runs(k, size, distinct, n) if runs is None else max(1, int(runs))  # size: the longest list
-        tell(0, 1 + distinct + budget, "running the base configuration (no global tokens)")
+        tell(0, 1 + distinct + budget + extra, "running the base configuration (no global tokens)")
         base_run = run(())
         measure.runs += 1
         advice.base_gap = measure.gaps[()] = gap(full, base_run, objective, label)
@@ -264,36 +265,64 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
         budget = search_runs(k, len(advice.shortlist), distinct, n) if runs is None else budget
         filling = 1 if k > 1 and budget > 1 else 0  # the search's last run: the picks plus the best preset's
         every = advice.copied_every  # its restarts (and token 0) all carry the first position's embedding
-        search = greedy(measure, advice.shortlist, estimate(advice.shortlist, far, blind), advice.base_gap, k,
-                        budget - filling, tell, distinct + filling,
-                        group=(lambda p: p % every == 0 or None) if every else None)
-        while True:
-            try:
-                batch, after, gain = next(search)
-            except StopIteration as done:
-                advice.ended = done.value
-                break
-            for p in batch:
-                advice.picks.append(Pick(p, t.tokens[p], reasons[p], after, gain, len(batch)))
-                yield advice, advice.picks[-1], status(f"pick {len(advice.picks)} of {k}")
-        todo = len({pos for _, pos in presets if not measure.known(pos)})
-        for kind, pos in presets:
-            if not measure.known(pos):
-                tell(len(advice.picks), todo + filling, f"measuring the preset {kind!r}")
-                todo -= 1
-            advice.presets.append({"strategy": kind, "positions": pos, "gap": measure(pos)})
-        if filling and len(advice.picks) < k:
+        later = [distinct + filling + extra]  # the runs planned after the search's own (told with each run)
+
+        def measure_presets():
+            todo = len({pos for _, pos in presets if not measure.known(pos)})
+            for kind, pos in presets[len(advice.presets):]:
+                if not measure.known(pos):
+                    tell(len(advice.picks), todo + filling + extra, f"measuring the preset {kind!r}")
+                    todo -= 1
+                advice.presets.append({"strategy": kind, "positions": pos, "gap": measure(pos)})
+
+        def fill_up():  # the last step: the picks plus the best measured preset's other positions (a generator)
+            if not filling or len(advice.picks) >= k:
+                return False
             kind, pool = min(((r["strategy"], r["positions"]) for r in advice.presets),
                              key=lambda r: measure.gaps[tuple(sorted(r[1]))], default=(
                                  "evenly spaced", budget_preset("evenly spaced", t.tokens, t.offsets, text, (), k)))
             kept = fill(measure, list(advice.greedy_positions), advice.greedy_gap, pool, k,
-                        lambda what: tell(len(advice.picks), 1, f"{what} from the preset {kind!r}"))
-            if kept is not None:
-                batch, after, gain = kept
-                for p in batch:
-                    advice.picks.append(Pick(p, t.tokens[p], f"{FILLED} {kind!r}", after, gain, len(batch)))
-                    yield advice, advice.picks[-1], status(f"pick {len(advice.picks)} of {k}")
-                advice.ended = None if len(advice.picks) >= k else advice.ended
+                        lambda what: tell(len(advice.picks), 1 + extra, f"{what} from the preset {kind!r}"))
+            if kept is None:
+                return False
+            batch, after, gain = kept
+            for p in batch:
+                advice.picks.append(Pick(p, t.tokens[p], f"{FILLED} {kind!r}", after, gain, len(batch)))
+                yield advice, advice.picks[-1], status(f"pick {len(advice.picks)} of {k}")
+            return True
+
+        search = greedy(measure, advice.shortlist, estimate(advice.shortlist, far, blind), advice.base_gap, k,
+                        budget - filling, tell, lambda: later[0],
+                        group=(lambda p: p % every == 0 or None) if every else None)
+        filled, sent = False, None
+        while True:
+            try:
+                item = search.send(sent)
+            except StopIteration as done:
+                advice.ended = done.value
+                break
+            sent = None
+            if item is None:  # the search's runs are spent: it ends here (0), or goes on with more runs
+                sent = 0
+                if extra:  # the presets and the fill now; where the picks still lose to a preset, `extra` more runs
+                    measure_presets()
+                    filled = True
+                    kept = yield from fill_up()
+                    best = min((r["gap"] for r in advice.presets), default=math.inf)
+                    if not kept and advice.greedy_gap >= best and len(advice.picks) < k:
+                        sent = extra
+                    extra = later[0] = 0
+                continue
+            batch, after, gain = item
+            for p in batch:
+                advice.picks.append(Pick(p, t.tokens[p], reasons[p], after, gain, len(batch)))
+                yield advice, advice.picks[-1], status(f"pick {len(advice.picks)} of {k}")
+        extra = 0
+        measure_presets()
+        if not filled:
+            yield from fill_up()
+        if len(advice.picks) >= k:
+            advice.ended = None
     except Stopped:
         advice.stop()
     planned[0] = measure.runs  # what was planned and not run (a fill not needed, a search ended early) is not

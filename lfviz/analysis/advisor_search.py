@@ -15,8 +15,10 @@ A run of the whole document is what every number costs, so the search spends a f
    as a group and little alone, so the steps above, which add the best candidates one group at a time, seldom
    find them; kept when it brings the run closer.
 The whole call (`advisor.iter_advice`: the base run, the presets, the search) spends at most `call_runs` runs
-(`CALL_RUNS`, or `LONG_RUNS` on a long text); with its full-attention reference (about 4.5 plain passes on 3,921
-tokens, 1.5 for SmolLM2 on 1,024) that is at most about 15 plain forward passes' time.
+(`CALL_RUNS`, or `LONG_RUNS` on a long text at a large k, where the search pauses when its runs are spent: the
+presets and the fill are measured, and only where the picks still lose to a preset does it go on with
+`extra_runs` more, up to `CALL_RUNS`); with its full-attention reference (about 3 plain passes on 3,921 tokens,
+1.5 for SmolLM2 on 1,024) that is at most about 15 plain forward passes' time.
 A placement measured once is never run again (`Measurer` keeps every measured gap by its positions), so a preset
 that equals a single (k = 1: the first token) costs nothing more.
 """
@@ -96,13 +98,21 @@ CALL_RUNS = 11  # measured runs per advisor call at most: the base run, the pres
 # tokens, window 128: 4.5 plain passes), so a call with k >= LONG_K (runs of up to k global tokens, the dearest,
 # and steps that add several picks a run) spends LONG_RUNS. Smaller k keeps CALL_RUNS: at k = 1 each single is an
 # answer (MiniLM contract, window 512: 9 runs lost the pick, -6.3% -> -5.6%), and at k = 4 9 runs leave no
-# growing step (MiniLM article, window 128: a win of -4.5% against evenly spaced became a loss, +2.0%).
+# growing step (MiniLM article, window 128: a win of -4.5% against evenly spaced became a loss, +2.0%). Where the
+# LONG_RUNS call's picks still lose to a preset, it goes on up to CALL_RUNS (`extra_runs`).
 LONG_TEXT, LONG_K, LONG_RUNS = 2048, 8, 9
 
 
 def call_runs(n: int, k: int) -> int:
     """The measured runs an advisor call on n tokens with budget k spends at most (the reference not counted)."""
     return LONG_RUNS if n > LONG_TEXT and k >= LONG_K else CALL_RUNS
+
+
+def extra_runs(n: int, k: int) -> int:
+    """The runs a call that spends `LONG_RUNS` may add when, its search, presets and fill done, the picks still lose
+    to a preset: the growing steps it cut, up to `CALL_RUNS` in all (MiniLM article, window 512, k = 16: 9 runs
+    kept 2 picks, +2.9% against the first 16 tokens; 11 kept 8, -5.0%). 0 where the call spends `CALL_RUNS`."""
+    return CALL_RUNS - call_runs(n, k)
 
 
 def search_runs(k: int, candidates: int, presets: int = 3, n: int = 0) -> int:
@@ -150,12 +160,15 @@ def estimate(candidates, far, blind=None) -> dict[int, float]:
 
 
 def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: float, k: int, runs: int,
-           tell: Callable[[int, int, str], None], later: int = 0, group: Callable[[int], object] = None):
+           tell: Callable[[int, int, str], None], later: Callable[[], int] = lambda: 0,
+           group: Callable[[int], object] = None):
     """Grow up to k picks from `candidates` in at most `runs` measured runs (see the module docstring). A generator:
     yields (positions, gap, gain) for each kept step, as it is kept; returns None when k picks were kept, else why
-    fewer ("no candidate brought the run closer", "the search's N runs were spent"). tell(picks, runs_left, what)
-    hears before each run what it is for and how many runs are left (`later`: the runs planned after the search,
-    the presets' and the fill's, included).
+    fewer ("no candidate brought the run closer", "the search's N runs were spent"). When the runs are spent it
+    first yields None: the caller sends the runs it may add (0: it ends there), so a caller can measure what it
+    compares with before it decides (`advisor.iter_advice`: the presets). tell(picks, runs_left, what) hears before
+    each run what it is for and how many runs are left (`later()`: the runs planned after the search, the presets'
+    and the fill's, included).
     group(p): candidates with the same non-None group do one job (a converted model's copied positions restart:
     each carries the first position's embedding), so one of a group is screened, and once one is picked the
     others wait at the back of the queue."""
@@ -173,7 +186,7 @@ def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: fl
     spent = lambda: measure.runs - start
     gains = {}
     for p in screened[:singles]:
-        tell(0, runs - spent() + later, f"measuring candidate {p} alone ({len(gains) + 1} of {singles})")
+        tell(0, runs - spent() + later(), f"measuring candidate {p} alone ({len(gains) + 1} of {singles})")
         gains[p] = base_gap - measure([p])
     # then the measured singles that helped, best first, and the others by estimate
     queue = [p for p in sorted(gains, key=lambda p: -gains[p]) if gains[p] > 0] + [p for p in ranked if p not in gains]
@@ -182,8 +195,13 @@ def greedy(measure: Measurer, candidates, scores: dict[int, float], base_gap: fl
         batch = queue[:min(size, k - len(chosen))]
         if not measure.known(chosen + batch):
             if spent() >= runs:
-                return f"the search's {runs} runs were spent"
-            tell(len(chosen), runs - spent() + later, f"measuring {len(batch)} more pick(s) on top of "
+                paused = measure.runs
+                more = yield None  # paused: the caller sends the runs it adds
+                start += measure.runs - paused  # the caller's own runs meanwhile are not the search's
+                if not more:
+                    return f"the search's {runs} runs were spent"
+                runs += int(more)
+            tell(len(chosen), runs - spent() + later(), f"measuring {len(batch)} more pick(s) on top of "
                                                               f"{len(chosen)}")
         after = measure(chosen + batch)
         if after < current:

@@ -40,6 +40,17 @@ class BandedSelfAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (n, D) -> (H, n, hd)
         return x.view(x.shape[0], self.num_heads, self.head_dim).transpose(0, 1)
 
+    def _same(self, a: nn.Linear, b: nn.Linear) -> bool:
+        """Whether two projections hold equal weights and biases (a converted model's global projections start as
+        copies of the local ones: `model.convert`), checked once per version of the tensors."""
+        tensors = (a.weight, b.weight, a.bias, b.bias)
+        key = tuple((t.data_ptr(), t._version) if t is not None else None for t in tensors)
+        seen = self.__dict__.setdefault("_same_seen", {})
+        if key not in seen:
+            seen[key] = (a.weight.shape == b.weight.shape and torch.equal(a.weight, b.weight)
+                         and (a.bias is None) == (b.bias is None) and (a.bias is None or torch.equal(a.bias, b.bias)))
+        return seen[key]
+
     def project(self, hidden: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
         """hidden (n, D) through one of the local projections (query, key, value), as heads (H, n, hd)."""
         return self._heads(linear(hidden, lin))
@@ -60,8 +71,14 @@ class BandedSelfAttention(nn.Module):
         qg = kg = vg = None
         if global_tokens:
             idx = positions(tuple(global_tokens), hidden.device)
-            qg = self._heads(self.query_global(hidden[idx]))  # (H, G, hd): only the global rows need queries
-            if len(global_tokens) < self.head_dim:  # cheaper through the G global queries than for every position
+            # global projections equal to the local ones (a converted model) are the local ones: nothing to project
+            if self._same(self.query_global, self.query):
+                qg = q[:, idx]
+            else:
+                qg = self._heads(self.query_global(hidden[idx]))  # (H, G, hd): only the global rows need queries
+            if self._same(self.key_global, self.key) and self._same(self.value_global, self.value):
+                kg, vg = k, v
+            elif len(global_tokens) < self.head_dim:  # cheaper through the G global queries than for every position
                 kg, vg = GlobalProjections(hidden, self.key_global, self.value_global, self.num_heads), None
             else:
                 kg, vg = self._heads(self.key_global(hidden)), self._heads(self.value_global(hidden))

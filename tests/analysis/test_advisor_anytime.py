@@ -4,8 +4,8 @@ and the runs stay within the search's budget whatever the shortlist's size."""
 import pytest
 
 from lfviz.analysis import advisor, fidelity
-from lfviz.analysis.advisor_search import (CALL_RUNS, LONG_K, LONG_RUNS, LONG_TEXT, Measurer, call_runs, fill,
-                                          search_runs, step_sizes, thin)
+from lfviz.analysis.advisor_search import (CALL_RUNS, LONG_K, LONG_RUNS, LONG_TEXT, Measurer, call_runs, extra_runs,
+                                          fill, greedy, search_runs, step_sizes, thin)
 from lfviz.config import AttentionConfig
 
 TEXT = ("The harbour keeper lit the lamp at dusk. Ships came in from the north. The keeper wrote each name in "
@@ -65,6 +65,74 @@ def test_a_long_text_spends_fewer_runs_at_a_large_k():
     assert call_runs(LONG_TEXT + 1, LONG_K) == call_runs(3921, 16) == LONG_RUNS
     assert search_runs(16, 32, 3, 3921) == LONG_RUNS - 1 - 3 < search_runs(16, 32, 3, 1024) == CALL_RUNS - 1 - 3
     assert search_runs(1, 32, 2, 3921) == CALL_RUNS - 1 - 2
+    assert extra_runs(3921, 16) == CALL_RUNS - LONG_RUNS and extra_runs(1024, 16) == extra_runs(3921, 4) == 0
+
+
+def _drive(search, sends, caller_run):
+    """Run a greedy search to its end: at each pause the caller makes a run of its own, then sends the next of
+    `sends` (0 when none is left). Returns (picks kept, why it ended, pauses)."""
+    kept, sent, pauses = [], None, 0
+    while True:
+        try:
+            item = search.send(sent)
+        except StopIteration as done:
+            return kept, done.value, pauses
+        sent = None
+        if item is None:
+            pauses += 1
+            caller_run()
+            sent = sends.pop(0) if sends else 0
+        else:
+            kept += item[0]
+
+
+def test_a_spent_search_pauses_for_more_runs():
+    """Out of runs, the search yields None: 0 ends it (why: its runs were spent), more runs go on from where it
+    stood; the runs the caller makes meanwhile (the presets) are not counted as the search's."""
+    objective = lambda pos: 1.0 - 0.01 * len(pos)  # every candidate helps
+    candidates, scores = [(p, "") for p in range(10)], {p: 10.0 - p for p in range(10)}
+    m = Measurer(objective)
+    kept, why, pauses = _drive(greedy(m, candidates, scores, 1.0, 8, 4, lambda *a: None), [], lambda: m([99]))
+    assert (kept, why, pauses, m.runs) == ([0, 1], "the search's 4 runs were spent", 1, 5)  # 3 alone, 1 step
+    m = Measurer(objective)
+    kept, why, pauses = _drive(greedy(m, candidates, scores, 1.0, 8, 4, lambda *a: None), [2], lambda: m([99]))
+    assert (kept, why, pauses, m.runs) == (list(range(8)), None, 1, 7)  # steps of 2 and 4 with the 2 runs sent
+
+
+@pytest.mark.parametrize("preset_wins", [True, False])
+def test_a_long_call_adds_runs_only_while_its_picks_lose_to_a_preset(monkeypatch, embedded, preset_wins):
+    """A call that spends LONG_RUNS measures the presets and the fill when its search runs out; only where the
+    picks still lose to a preset (and the fill did not help) does the search go on, with `extra_runs` more runs
+    (MiniLM article, window 512, k = 16: 9 runs kept 2 picks and lost, +2.9%; 11 win, -5.0%). The plan told with
+    each run counts the extra runs from the start and never grows."""
+    k = 6
+    t = embedded.tokenize(TEXT)
+    presets = {advisor.budget_preset(kind, t.tokens, t.offsets, TEXT, t.question_tokens, k)
+               for kind in advisor.BUDGET_PRESETS} - {()}
+    taken = set().union(*presets)
+    first_k = tuple(range(k))
+
+    def synthetic(full, result, objective, label):  # preset positions hurt unless all of the first k together
+        pos = tuple(sorted(result.config.global_tokens))
+        if preset_wins and pos == first_k:
+            return 0.5
+        return 1.0 - 0.01 * len(set(pos) - taken) + 0.5 * bool(set(pos) & taken)
+
+    monkeypatch.setattr(advisor, "gap", synthetic)
+    monkeypatch.setattr(advisor, "search_runs", lambda *a, **kw: 4)  # 3 runs to search, 1 to fill
+    monkeypatch.setattr(advisor, "extra_runs", lambda n, k: 2)
+    said = []
+    advice = advisor.advise(embedded, TEXT, CFG, k, size=12, progress=lambda f, what: said.append(what))
+    told = [what for what in said if "(run " in what]
+    base = 1 + len(presets) + 3 + 1  # the base run, the presets, the search, the fill
+    filled = next(i for i, what in enumerate(told) if "filled up to" in what)
+    assert advice.runs == base + (2 if preset_wins else 0) == len(told)
+    assert len(told) - 1 - filled == (2 if preset_wins else 0)  # the search's steps after the fill
+    assert all("more pick(s)" in what for what in told[filled + 1:])
+    planned = [int(what.rsplit(" of ", 1)[1].rstrip(")")) for what in told]
+    assert planned[0] == base + 2 and planned == sorted(planned, reverse=True)
+    assert len(advice.picks) == 1 if not preset_wins else len(advice.picks) >= 2  # the best single (+ a step)
+    assert (advice.recommended["strategy"] == "first k tokens") == preset_wins
 
 
 def test_the_progress_plan_counts_every_run(embedded):

@@ -123,3 +123,79 @@ def test_gemma3_full_layers_come_from_the_flash_path(monkeypatch, tiny_gemma3):
     assert done == rows == [2, 5] and again == [0, 1, 3, 4]
     np.testing.assert_allclose(fused, two_pass, rtol=1e-5, atol=1e-6)
     assert fused.max() > 0.01
+
+
+def test_far_step_reads_every_query_up_to_far_rows():
+    assert fidelity.far_step(1) == fidelity.far_step(fidelity.FAR_ROWS) == 1
+    assert fidelity.far_step(fidelity.FAR_ROWS + 1) == 2 and fidelity.far_step(3921) == -(-3921 // fidelity.FAR_ROWS)
+    assert 3921 // fidelity.far_step(3921) <= fidelity.FAR_ROWS
+
+
+def _sampled_far_by_dense(runner, text, config, step, causal):
+    """The far sums of the queries 0, step, 2 step, ... alone, times step, from the captured full-attention
+    probabilities and the mask predicate."""
+    from lfviz.attention.layout import weights_to_dense
+    from lfviz.attention.mask import dense_mask
+
+    full = runner.run(text, config=fidelity.full_attention(10_000), capture=True)
+    specs = config.resolve(runner.num_layers, runner.num_heads)
+    total = torch.zeros(full.n, dtype=torch.float64)
+    for layer in full.capture.captured_layers:
+        probs = weights_to_dense(full.capture.weights(layer)).double()[:, ::step]  # (H, sampled, n)
+        near = dense_mask(specs[layer], full.n, causal=causal)[:, ::step]
+        total += (probs * ~near).sum((0, 1)) * step / probs.shape[0]
+    return total.numpy()
+
+
+@pytest.mark.parametrize("step", [2, 5])
+def test_far_sums_from_every_step_th_query(monkeypatch, embedded, tiny_causal, step):
+    """Past FAR_ROWS tokens the sums read every step-th query (times step): the column sums and the band's part over
+    those queries alone, the same on the flash path, the chunked probabilities and the second pass."""
+    monkeypatch.setattr("lfviz.attention.dense.CHUNK_BYTES", 4 * 12 * 200 * 7)  # several query chunks
+    for runner in (embedded, tiny_causal):
+        L, H = runner.num_layers, runner.num_heads
+        config = AttentionConfig(window=[4, 16] * (L // 2), dilation=[1, [1, 2, 2, 3] * (H // 4)] * (L // 2))
+        want = _sampled_far_by_dense(runner, TEXT, config, step, runner.causal)
+        _, far = fidelity.attention_from_afar(runner, TEXT, config, step=step)
+        _, two_pass = fidelity.attention_from_afar(runner, TEXT, config, step=step, fused=False)
+        _, every = fidelity.attention_from_afar(runner, TEXT, config, step=1)
+        np.testing.assert_allclose(far, want, atol=1e-4)
+        np.testing.assert_allclose(two_pass, want, atol=1e-4)
+        assert np.abs(far - every).max() > 1e-3  # a sample, not every query
+        assert np.corrcoef(far, every)[0, 1] > 0.9  # of the same sums
+
+
+@pytest.mark.parametrize("kind", ["gemma2", "gpt_oss"])
+def test_far_sums_from_every_step_th_query_under_softcaps_and_sinks(monkeypatch, bert_tokenizer, kind):
+    """The chunked probabilities' path (softcaps, sinks) and the windowed layer's second pass sample the same rows."""
+    r = native_runner(kind, bert_tokenizer)
+    fused, done, again = far_sums(monkeypatch, r, TEXT, AttentionConfig(window=4), fused=True)
+    for step in (3, 4):
+        made = []
+        real = fidelity._FarSums
+        monkeypatch.setattr(fidelity, "_FarSums", lambda *a, **kw: made.append(real(*a, **kw)) or made[-1])
+        _, sampled = fidelity.attention_from_afar(r, TEXT, AttentionConfig(window=4), step=step)
+        _, two_pass = fidelity.attention_from_afar(r, TEXT, AttentionConfig(window=4), step=step, fused=False)
+        monkeypatch.setattr(fidelity, "_FarSums", real)
+        assert made[0].fused == [1] and made[0].two_passes == [0] and made[0].step == step
+        np.testing.assert_allclose(sampled, two_pass, rtol=1e-5, atol=1e-6)
+        assert np.abs(sampled - fused).max() > 1e-4
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("spread", [5.0, 200.0])
+@pytest.mark.parametrize("step", [3, 8])
+def test_column_sums_over_every_step_th_query(causal, spread, step):
+    g = torch.Generator().manual_seed(2)
+    H, n, hd = 3, 57, 8
+    qs, k = torch.randn(H, n, hd, generator=g), torch.randn(H, n, hd, generator=g)
+    qs[:, 6] *= spread  # a sampled query (step 3) whose log-sum-exp stands far from the others'
+    scores = qs @ k.transpose(1, 2)
+    if causal:
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    lse = scores.logsumexp(-1)
+    want = scores.double().softmax(-1)[:, ::step].sum(1)  # (H, n): keys after the last sampled query get 0 (causal)
+    got = fidelity.column_sums(qs[:, ::step], k, lse[:, ::step], causal, step).double()
+    torch.testing.assert_close(got, want, rtol=2e-5, atol=1e-6)
+    if causal:
+        assert (got[:, (n - 1) // step * step + 1:] == 0).all()

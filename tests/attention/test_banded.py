@@ -353,3 +353,40 @@ def test_onednn_linear_equals_the_module(shape, gelu):
     x.requires_grad_(True)  # under autograd: the module's own forward, gradients flow
     linear(x, lin, gelu).sum().backward()
     assert x.grad is not None
+
+
+@pytest.mark.parametrize("copies", [True, False])
+def test_global_projections_equal_to_the_local_ones_are_the_local_ones(monkeypatch, copies):
+    """A converted model's global projections start as copies of the local ones (`model.convert`): then the module
+    uses the local q, k, v for the global rows (no projection of its own, no `GlobalProjections`), with the same
+    answer as projecting them apart. Different weights (a pretrained Longformer) keep their own projections, and a
+    weight changed in place is checked again."""
+    from lfviz.attention import self_attention
+    from lfviz.attention.self_attention import BandedSelfAttention
+
+    torch.manual_seed(5)
+    D, H, n = 24, 3, 60
+    attn = BandedSelfAttention(D, H).eval()
+    with torch.no_grad():
+        for name in ("query", "key", "value"):
+            src, dst = getattr(attn, name), getattr(attn, f"{name}_global")
+            dst.weight.copy_(src.weight if copies else src.weight + 0.1)
+            dst.bias.copy_(src.bias)
+    hidden = torch.randn(n, D)
+    spec, gt = LayerSpec(8, (1, 2, 1)), (0, 17, 42)
+    made = []
+    real = self_attention.GlobalProjections
+    monkeypatch.setattr(self_attention, "GlobalProjections", lambda *a: made.append(a) or real(*a))
+    with torch.no_grad():
+        out, w = attn(hidden, spec, gt, need_weights=True)
+        q, k, v = (attn._heads(getattr(attn, f"{x}_global")(hidden)) for x in ("query", "key", "value"))
+        want, ref = banded_attention(*(attn._heads(getattr(attn, x)(hidden)) for x in ("query", "key", "value")),
+                                     spec, gt, None, q[:, list(gt)], k, v, need_weights=True)
+    assert (made == []) == copies  # the local projections serve when equal, and only then
+    torch.testing.assert_close(out, want.transpose(0, 1).reshape(n, D), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(w.from_global, ref.from_global, atol=1e-6, rtol=1e-5)
+    if copies:
+        with torch.no_grad():
+            attn.key_global.weight.add_(0.1)  # in place: a new version of the tensor, checked again
+            attn(hidden, spec, gt)
+        assert len(made) == 1
