@@ -10,8 +10,9 @@ A run of the whole document is what every number costs, so the search spends a f
    rest by estimate) are added together and measured once; a step that brings the run closer is kept (its picks
    share the step's measured gap: `Pick.measured_with`), one that does not is halved and tried again, and a lone
    candidate that does not help is dropped.
-3. Fill (`fill`, the last run, kept for it while fewer than k picks stand): the picks plus the best measured
-   preset's other positions, thinned to the k - picks left. Relays (evenly spaced) and sinks (the first tokens) help
+3. Fill (`fill`, the last run, kept for it): the picks plus the best measured preset's other positions, thinned
+   to the k - picks left; where that preset is closer than the picks, only their first half stays and the preset
+   fills the rest (`advisor.iter_advice`; the later picks give way when it brings the run closer). Relays (evenly spaced) and sinks (the first tokens) help
    as a group and little alone, so the steps above, which add the best candidates one group at a time, seldom
    find them; kept when it brings the run closer.
 The whole call (`advisor.iter_advice`: the base run, the presets, the search) spends at most `call_runs` runs
@@ -133,8 +134,8 @@ def thin(positions, count: int) -> list[int]:
 
 def fill(measure: Measurer, chosen: list[int], current: float, preset, k: int,
          tell: Callable[[str], None] = lambda what: None):
-    """The last step: `chosen` plus the preset's other positions thinned to k - len(chosen), measured once
-    (tell(what) hears it before a new run). Returns (batch, gap, gain) when it brings the run closer than
+    """The last step: `chosen` plus the preset's other positions thinned to k - len(chosen) (`thin`), measured
+    once (tell(what) hears it before a new run). Returns (batch, gap, gain) when it brings the run closer than
     `current`, else None."""
     batch = thin([p for p in preset if p not in set(chosen)], k - len(chosen))
     if not batch:

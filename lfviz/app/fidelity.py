@@ -236,7 +236,8 @@ def advisor_panel(runner, cfg: AttentionConfig, ref, objective: str, label: str 
                "attention from beyond the window, the first token, question tokens, sentence starts, the worst blind "
                "spots, relays spread over the text), measures the most promising alone, then grows the picks in "
                "measured steps of 1, 2, 4, ... tokens, measures the presets with the same k, and last fills the "
-               "picks up to k with the best preset's other positions where that brings the run closer: at most "
+               "picks up to k with the best preset's other positions (where that preset is closer than the picks, "
+               "it keeps their first half and fills the rest) when that brings the run closer: at most "
                f"{advisor_search.CALL_RUNS} runs besides the full-attention run. Every number below is a measured "
                "run; the bar counts the runs planned; Stop keeps the picks found so far.")
     key = _advice_key(cfg, objective, label)

@@ -206,3 +206,31 @@ def test_a_repeated_placement_is_measured_once(embedded):
     advice = advisor.advise(counting, TEXT, CFG, 1, size=8, reference=reference)
     assert len(counting.placements) == len(set(counting.placements)) == advice.runs
     assert {tuple(r["positions"]) for r in advice.presets} >= {(0,)}
+
+
+def test_where_a_preset_beats_the_picks_the_fill_keeps_more_of_it(monkeypatch, embedded):
+    """Sinks and relays help as a group: where the best preset is closer than the k picks, the last run keeps the
+    first half of the picks (the best steps) and fills the rest from the preset's other positions, spread; kept
+    (the later picks give way) only when it brings the run closer. SmolLM2, question passage, window 128, k = 4:
+    tokens 0-3 0.313, picks 0, 22, 885, 1 0.340, picks 0, 22 with tokens 1 and 3 0.300."""
+    k = 4
+    t = embedded.tokenize(TEXT)
+    taken = set().union(*(advisor.budget_preset(kind, t.tokens, t.offsets, TEXT, t.question_tokens, k)
+                          for kind in advisor.BUDGET_PRESETS))
+
+    def synthetic(full, result, objective, label):  # each pick helps a little, the first 4 tokens more, both best
+        pos = set(result.config.global_tokens)
+        if pos == set(range(k)):
+            return 0.5
+        if {0, 3} <= pos and len(pos - taken) == 2:
+            return 0.4
+        return 1.0 - 0.01 * len(pos - taken) + 0.5 * bool(pos & taken)
+
+    monkeypatch.setattr(advisor, "gap", synthetic)
+    heard = []
+    advice = advisor.advise(embedded, TEXT, CFG, k, size=12, on_pick=lambda pick, status: heard.append(pick))
+    first, kept = heard[:2], advice.picks
+    assert len(heard) == 6 and kept[:2] == first and [p.position for p in kept[2:]] == [0, 3]
+    assert all(p.reason.startswith(advisor.FILLED) and p.gap == 0.4 and p.measured_with == 2 for p in kept[2:])
+    assert kept[2].gain == pytest.approx(first[1].gap - 0.4)
+    assert advice.greedy_gap == 0.4 and advice.recommended["strategy"] == advisor.GREEDY and advice.ended is None
