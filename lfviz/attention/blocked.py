@@ -5,14 +5,15 @@ Checked for equality against `reference.reference_attention` (tests/attention/te
 
 How it works:
 - Queries are cut into blocks of B rows; block b sees keys [b*B - w, b*B + B + w), a window of L = B + 2w keys
-  (a slice of the padded keys, no copy when a chunk is one block). Scores (B, G + L) per block are one batched
+  (a slice of the padded keys, no copy when a chunk is one block). Scores (B, S + L) per block are one batched
   matmul into a reused contiguous buffer (contiguous, so PyTorch's CPU bmm makes one batched BLAS call instead of
-  one per head): the window is taken G keys early, and those G columns, out of every row's band, are overwritten
-  by the global keys' scores (made for every row at once), so one softmax covers globals + band exactly as
-  Longformer defines it; the globals' share of the output is added for every row at the end. Cells outside the
+  one per head): the window is taken S keys early, and those S columns, out of every row's band, are overwritten
+  by the G global keys' scores (made for every row at once) and masked past them (S: G rounded up so that a row
+  is a multiple of 64 bytes), so one softmax covers globals + band exactly as Longformer defines it; the globals'
+  share of the output is added for every row at the end. Cells outside the
   band (relative offset beyond w: two B x B triangles) or at padding/global keys are masked, the triangles alone
   where the window holds no such key.
-- The band layout (W + 1 columns) is a strided view of the block scores: cell (r, c) is block cell (r, G + r + c).
+- The band layout (W + 1 columns) is a strided view of the block scores: cell (r, c) is block cell (r, S + r + c).
   On the CPU it is written into reused memory (`capture_pool`): fresh pages would fault on the first write.
 - Dilation d: each residue class i mod d is run as an undilated band (`indexing.to_classes`).
 """
@@ -81,6 +82,9 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     right = 0 if causal else w  # keys after the block's last row that a row may see
     L = B + w + right  # the key window of a block: [b*B - w, b*B + B + right)
     G = gk.shape[1]
+    S = G + (-(G + L)) % 16  # the slot columns before the window: the G global keys, then masked ones so that each
+    # row of scores (S + L floats) is a multiple of 64 bytes (one global token made every row odd: the batched
+    # matmul and the softmax ran ~1.5x slower on rows of 1,089 floats than of 1,088 or 1,104)
     dev = q.device
     need_weights = need_weights or lse is not None
     # the scores' dtype: fp32 when rebuilding from an fp32 log-sum-exp (half-precision scores would not match it)
@@ -90,7 +94,7 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     # (Bt, h, G + w + mp + right, hd): block b's window starts at row b*B with G keys no row of the block may see
     # (offsets below -w); their score columns hold the global keys' scores instead, so the chunk's scores
     # (Bt, h, nc, B, G + L) are one matmul into a contiguous buffer (a batched BLAS call, not one call per head)
-    kp = F.pad(k.to(sdt), (0, 0, G + w, mp - m + right))
+    kp = F.pad(k.to(sdt), (0, 0, S + w, mp - m + right))
     okp = F.pad(key_ok, (w, mp - m + right), value=False)  # (Bt, mp + w + right)
     r = torch.arange(B, device=dev).view(B, 1)
     c = torch.arange(L, device=dev).view(1, L)
@@ -107,9 +111,9 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     cap = torch.full((2, B, B), float("inf"), device=dev).masked_fill_(triangles, fmin)
 
     chunk_bytes = chunk_bytes or CHUNK_BYTES.get(dev.type, CHUNK_BYTES["cpu"])
-    cb = max(1, min(nb, chunk_bytes // max(1, Bt * h * B * (L + G) * 4)))  # blocks per chunk
+    cb = max(1, min(nb, chunk_bytes // max(1, Bt * h * B * (L + S) * 4)))  # blocks per chunk
     # scores of a chunk, reused by every chunk: the G global keys' columns, then the key window's L columns
-    sbuf = torch.empty(Bt, h, cb, B, G + L, device=dev)
+    sbuf = torch.empty(Bt, h, cb, B, S + L, device=dev)
     bad_in = None
     if dev.type == "cpu":  # each chunk's bad keys as (sequence, block, column): only those columns are written
         pairs = bad_keys.nonzero()  # (P, 3)
@@ -154,13 +158,15 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         rows = slice(c0 * B, (c1 - 1) * B + L)  # the chunk's band keys in vp
         # the blocks' key windows with the G slots before them, a view of kp (a copy is made inside matmul only
         # when the chunk holds several blocks: one block's window is a plain slice)
-        scores = sbuf[:, :, :nc]  # (Bt, h, nc, B, G + L)
+        scores = sbuf[:, :, :nc]  # (Bt, h, nc, B, S + L)
         qc = qb[:, :, c0:c1]
-        _matmul_into(scores, qc, kp[:, :, c0 * B:(c1 - 1) * B + G + L].unfold(2, G + L, B))  # (Bt, h, nc, hd, G+L)
+        _matmul_into(scores, qc, kp[:, :, c0 * B:(c1 - 1) * B + S + L].unfold(2, S + L, B))  # (Bt, h, nc, hd, S+L)
         if G:  # the slots' scores (keys out of every row's band) replaced by the global keys' scores
             scores[..., :G] = gscores[:, :, c0:c1]
         scores = soft_cap(scores, softcap, inplace=True)  # the chunk's own buffer: capped where it lies
-        band_scores = scores[..., G:]  # (Bt, h, nc, B, L)
+        if S > G:  # the alignment slots: out of every row (after the cap, which would make them finite)
+            scores[..., G:S] = fmin
+        band_scores = scores[..., S:]  # (Bt, h, nc, B, L)
         # finfo.min rather than -inf: rows with no allowed key (block padding) stay finite instead of NaN.
         torch.minimum(band_scores[..., :B], cap[0], out=band_scores[..., :B])
         torch.minimum(band_scores[..., L - B:], cap[1], out=band_scores[..., L - B:])
@@ -174,26 +180,26 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
             scores[..., :G].masked_fill_(~gok[:, :, c0:c1], fmin)
         del band_scores
         if lse is None:
-            probs, share = softmax_with_sink(scores, sinks, inplace=True)  # (Bt, h, nc, B, G + L), (Bt, h, nc, B)
+            probs, share = softmax_with_sink(scores, sinks, inplace=True)  # (Bt, h, nc, B, S + L), (Bt, h, nc, B)
             del scores
             if share is not None and need_weights:
                 sink[:, :, c0:c1] = share
             p = probs.to(v.dtype)
-            torch.matmul(p[..., G:], vp[:, :, rows].unfold(2, L, B).transpose(-1, -2), out=obuf[:, :, :nc])
+            torch.matmul(p[..., S:], vp[:, :, rows].unfold(2, L, B).transpose(-1, -2), out=obuf[:, :, :nc])
             out[:, :, c0:c1] = obuf[:, :, :nc]
             if G:
                 gprobs[:, :, c0:c1] = p[..., :G]
         else:
             probs = scores.sub_(lse[:, :, c0:c1]).exp_()
         if need_weights:
-            s = probs.stride()  # band cell (r, c) is window cell (r, G + r + c)
+            s = probs.stride()  # band cell (r, c) is window cell (r, S + r + c)
             band[:, :, c0:c1, :, :width] = probs.as_strided((Bt, h, nc, B, width), (s[0], s[1], s[2], s[3] + 1, 1),
-                                                            probs.storage_offset() + G)
+                                                            probs.storage_offset() + S)
             to_global[:, :, c0:c1] = probs[..., :G]
             if all(all_rows[c0:c1]):
-                col = probs[..., G:].sum(-2)  # (Bt, h, nc, L)
+                col = probs[..., S:].sum(-2)  # (Bt, h, nc, L)
             else:
-                col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., G:])[..., 0, :]
+                col = torch.matmul(rows_ok[:, :, c0:c1], probs[..., S:])[..., 0, :]
             received.index_add_(2, window_keys[c0:c1].flatten(), col.flatten(2))  # overlapping windows add up
     if out is not None:
         out = out.view(Bt, h, mp, hd)

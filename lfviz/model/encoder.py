@@ -35,7 +35,7 @@ class EncoderLayer(nn.Module):
             attn = ao(context, hidden)
             return o(inter(attn), attn)
         # HF's LongformerSelfOutput, Intermediate and Output in eval mode (dropout: identity), their dense layers
-        # through oneDNN where it runs (`attention.linear`: 2-3x MKL's sgemm on AMD CPUs)
+        # through oneDNN where the CPU has AVX-512 (`attention.linear`: 2-3x MKL's sgemm there), else MKL
         attn = ao.LayerNorm(linear(context, ao.dense) + hidden)
         act = inter.intermediate_act_fn
         if getattr(act, "act", None) is F.gelu:  # HF's GELUActivation (exact GELU): fused into the product

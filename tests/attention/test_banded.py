@@ -334,12 +334,18 @@ def test_capture_pool_hands_out_a_band_again_only_once_dropped(monkeypatch):
     assert capture_pool.release() > 0 and capture_pool.stats()["slabs"] == others < slabs
 
 
+@pytest.mark.parametrize("onednn", [True, False])
 @pytest.mark.parametrize("gelu", [False, True])
 @pytest.mark.parametrize("shape", [(4096, 384), (1, 384), (3, 5, 384)])
-def test_onednn_linear_equals_the_module(shape, gelu):
-    # the encoder's dense layers through oneDNN (attention/linear.py), the exact GELU fused or not, give the
-    # module's answer to fp32 rounding
+def test_onednn_linear_equals_the_module(monkeypatch, shape, gelu, onednn):
+    # the encoder's dense layers through oneDNN (attention/linear.py; used where the CPU has AVX-512) or MKL, the
+    # exact GELU fused or not, give the module's answer to fp32 rounding
+    from lfviz.attention import linear as module
     from lfviz.attention.linear import linear
+
+    if onednn and not module.ONEDNN:
+        pytest.skip("this torch build has no oneDNN linear")
+    monkeypatch.setattr(module, "USE_ONEDNN", onednn)
 
     g = torch.Generator().manual_seed(5)
     lin = torch.nn.Linear(384, 1536)
