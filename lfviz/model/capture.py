@@ -64,10 +64,13 @@ class CaptureSession:
     def wants(self, layer: int) -> bool:
         return self.layers is None or layer in self.layers
 
-    def _hook(self, module, args, kwargs, output):
-        if kwargs.get("capture") is not self:
+    def _hook(self, module, args, *rest):
+        """Registered with kwargs: rest is (kwargs, output). torch reads a module's hooks, then asks for each whether
+        it takes kwargs: a run ending on another thread may remove its hook in between, and that hook is then called
+        without them, rest = (output,): a finished run's hook, which keeps nothing."""
+        if len(rest) != 2 or rest[0].get("capture") is not self:
             return  # another run's forward on the same shared module
-        weights = output[1]
+        weights = rest[1][1]
         if weights is not None:
             self.capture.layers[module.layer_idx] = weights.to(device=self.device, dtype=self.dtype)
 

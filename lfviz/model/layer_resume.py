@@ -52,8 +52,8 @@ def record(runner, input_ids, config: AttentionConfig, keep=()) -> DecoderState:
     seen = {}  # layer -> (its input, its output), to check the chain
 
     def pre(layer):
-        def hook(module, args, kwargs):
-            if threading.get_ident() == me:  # a run on another thread shares the model: not ours
+        def hook(module, args, kwargs=None):  # None: removed meanwhile by another thread (`CaptureSession._hook`)
+            if threading.get_ident() == me and kwargs is not None:  # another thread's run shares the model
                 hidden = args[0] if args else kwargs["hidden_states"]
                 rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
                 state.calls[layer] = (tuple(args[1:]), rest)
@@ -63,8 +63,9 @@ def record(runner, input_ids, config: AttentionConfig, keep=()) -> DecoderState:
         return hook
 
     def post(layer):
-        def hook(module, args, kwargs, out):
-            if threading.get_ident() == me and layer in seen:
+        def hook(module, args, *rest):  # rest: (kwargs, out), or (out,) when removed meanwhile
+            if threading.get_ident() == me and layer in seen and len(rest) == 2:
+                out = rest[1]
                 seen[layer][1] = out[0] if isinstance(out, tuple) else out
         return hook
 

@@ -35,8 +35,8 @@ def probe_queries_keys(runner, probe: Probe, lazy: bool = False) -> Iterator[Non
         return
     me = threading.get_ident()
 
-    def hook(module, args, kwargs):
-        if threading.get_ident() != me:
+    def hook(module, args, kwargs=None):
+        if threading.get_ident() != me or kwargs is None:  # kwargs None: removed meanwhile (`CaptureSession._hook`)
             return  # another session's run on the shared model
         hidden = args[0] if args else kwargs["hidden"]
         q, k = (lambda: module.project(hidden, module.query)), (lambda: module.project(hidden, module.key))

@@ -127,6 +127,21 @@ def test_concurrent_runs_equal_sequential(embedded):
     assert all(len(m._forward_hooks) == 0 for m in embedded.encoder.attention_modules())
 
 
+def test_a_hook_called_without_its_kwargs_keeps_nothing(embedded):
+    """torch reads a module's hooks, then asks for each whether it takes kwargs: a run ending on another thread can
+    remove its hook in between, and torch then calls that hook without them (the concurrent test above saw
+    "_hook() missing 1 required positional argument"). Such a call is a finished run's: it does nothing."""
+    import torch.nn as nn
+
+    from lfviz.model.capture import CaptureSession
+
+    session = CaptureSession(None, torch.float32, None)
+    module = nn.Module()
+    module.layer_idx = 0
+    session._hook(module, (), (torch.zeros(1), object()))  # no kwargs: nothing kept, no error
+    assert not session.capture
+
+
 def test_suggested_global_tokens(embedded):
     assert embedded.suggest_global_tokens(DOC) == (0,)
 
