@@ -265,7 +265,6 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
         budget = search_runs(k, len(advice.shortlist), distinct, n) if runs is None else budget
         filling = 1 if k > 1 and budget > 1 else 0  # the search's last run: the picks plus the best preset's
         every = advice.copied_every  # its restarts (and token 0) all carry the first position's embedding
-        later = [distinct + filling + extra]  # the runs planned after the search's own (told with each run)
 
         def measure_presets():
             todo = len({pos for _, pos in presets if not measure.known(pos)})
@@ -302,7 +301,7 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
             return True
 
         search = greedy(measure, advice.shortlist, estimate(advice.shortlist, far, blind), advice.base_gap, k,
-                        budget - filling, tell, lambda: later[0],
+                        budget - filling, tell, lambda: 0 if filled else distinct + filling + extra,  # after it
                         group=(lambda p: p % every == 0 or None) if every else None)
         filled, sent = False, None
         while True:
@@ -321,7 +320,7 @@ def iter_advice(runner, text: str, config: AttentionConfig, k: int, objective: s
                     best = min((r["gap"] for r in advice.presets), default=math.inf)
                     if not kept and advice.greedy_gap >= best and len(advice.picks) < k:
                         sent = extra
-                    extra = later[0] = 0
+                    extra = 0
                 continue
             batch, after, gain = item
             for p in batch:

@@ -360,14 +360,15 @@ def column_sums(qs: torch.Tensor, k: torch.Tensor, lse: torch.Tensor, causal: bo
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     high, low = lse.max(1, keepdim=True).values, lse.min(1, keepdim=True).values  # (H, 1)
     wide = float((high - low).max()) > 128.0
+    if not wide:
+        mid = (high + low) / 2
+        value = torch.exp(mid - lse)[..., None].expand(H, m, hd).contiguous()  # (H, m, hd)
     if causal and step > 1:  # key j hears the sampled queries at or after it: none past the last one
         seen = (torch.arange(m, device=k.device) * step).view(1, m) >= torch.arange(n, device=k.device).view(n, 1)
         reached = int(seen[:, -1].sum())  # keys 0 .. (m - 1) * step
         mask = torch.zeros(reached, m, device=k.device).masked_fill_(~seen[:reached], float("-inf"))
         keys, out = k[:, :reached], k.new_zeros(H, n)
         if not wide:
-            mid = (high + low) / 2
-            value = torch.exp(mid - lse)[..., None].expand(H, m, hd).contiguous()
             o, swapped = flash(keys[None], qs[None], value[None], attn_mask=mask.expand(1, H, reached, m), scale=1.0)
             out[:, :reached] = torch.exp(o[0, :, :, 0].log() + swapped[0] - mid)
             return out
@@ -378,8 +379,6 @@ def column_sums(qs: torch.Tensor, k: torch.Tensor, lse: torch.Tensor, causal: bo
         return out
     flip = (lambda x: x.flip(1)) if causal else (lambda x: x)
     if not wide:
-        mid = (high + low) / 2
-        value = torch.exp(mid - lse)[..., None].expand(H, m, hd).contiguous()  # (H, m, hd)
         out, swapped = flash(flip(k)[None], flip(qs)[None], flip(value)[None], is_causal=causal, scale=1.0)
         return flip(torch.exp(out[0, :, :, 0].log() + swapped[0] - mid))
     bias = flip(-lse).view(1, H, 1, m).expand(1, H, n, m)

@@ -91,9 +91,9 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
     sdt = torch.float32 if lse is not None else q.dtype
 
     qb = F.pad(q.to(sdt), (0, 0, 0, mp - m)).view(Bt, h, nb, B, hd)
-    # (Bt, h, G + w + mp + right, hd): block b's window starts at row b*B with G keys no row of the block may see
-    # (offsets below -w); their score columns hold the global keys' scores instead, so the chunk's scores
-    # (Bt, h, nc, B, G + L) are one matmul into a contiguous buffer (a batched BLAS call, not one call per head)
+    # (Bt, h, S + w + mp + right, hd): block b's window starts at row b*B with S keys no row of the block may see
+    # (offsets below -w); their score columns hold the G global keys' scores instead (the rest masked), so the
+    # chunk's scores (Bt, h, nc, B, S + L) are one matmul into a contiguous buffer (a batched BLAS call, not one call per head)
     kp = F.pad(k.to(sdt), (0, 0, S + w, mp - m + right))
     okp = F.pad(key_ok, (w, mp - m + right), value=False)  # (Bt, mp + w + right)
     r = torch.arange(B, device=dev).view(B, 1)
@@ -112,7 +112,7 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
 
     chunk_bytes = chunk_bytes or CHUNK_BYTES.get(dev.type, CHUNK_BYTES["cpu"])
     cb = max(1, min(nb, chunk_bytes // max(1, Bt * h * B * (L + S) * 4)))  # blocks per chunk
-    # scores of a chunk, reused by every chunk: the G global keys' columns, then the key window's L columns
+    # scores of a chunk, reused by every chunk: the S slot columns (G global keys first), then the window's L
     sbuf = torch.empty(Bt, h, cb, B, S + L, device=dev)
     bad_in = None
     if dev.type == "cpu":  # each chunk's bad keys as (sequence, block, column): only those columns are written
@@ -156,7 +156,7 @@ def band_core(q, k, v, key_ok, w: int, gk, gv, need_weights: bool, block: int | 
         c1 = min(nb, c0 + cb)
         nc = c1 - c0
         rows = slice(c0 * B, (c1 - 1) * B + L)  # the chunk's band keys in vp
-        # the blocks' key windows with the G slots before them, a view of kp (a copy is made inside matmul only
+        # the blocks' key windows with the S slots before them, a view of kp (a copy is made inside matmul only
         # when the chunk holds several blocks: one block's window is a plain slice)
         scores = sbuf[:, :, :nc]  # (Bt, h, nc, B, S + L)
         qc = qb[:, :, c0:c1]
